@@ -1,0 +1,64 @@
+//! popgate-core: the sans-IO heart of popgate.
+//!
+//! Nothing in this crate touches a socket, a file or a clock. Every call that needs
+//! time takes `now` as [`Millis`]; every action on the outside world (verify a
+//! password, open a maildrop, store a message, take a grant) is an *effect* the
+//! session asks its driver to perform, whose result is fed back in. The server drives
+//! these sessions over real sockets; the browser explainer drives the very same code
+//! against an in-memory backend on a virtual clock.
+//!
+//! # Layout
+//!
+//! * [`time`]: the [`Millis`] instant and wall-clock date formatting.
+//! * [`net`]: address canonicalisation, prefix masking and CIDR ranges.
+//! * [`line`]: the bounded line receiver both protocols read commands with.
+//! * [`reply`]: every SMTP and POP3 reply users and scripts match on, defined once.
+//! * [`event`]: the [`Event`] stream the dashboard renders, with secrets redacted.
+//! * [`grant`]: the POP-before-SMTP grant table (the heart).
+//! * [`relay`]: per-listener relay policy.
+//! * [`pop3`]: the POP3 server session (RFC 1939, 2449).
+//! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
+
+pub mod event;
+pub mod grant;
+pub mod line;
+pub mod net;
+pub mod pop3;
+pub mod relay;
+pub mod reply;
+pub mod smtp;
+pub mod time;
+
+pub use event::{Event, EventKind, Protocol, SessionId};
+pub use time::Millis;
+
+/// A secret from the network (a password, an AUTH payload). Its `Debug` never shows
+/// the value, so a secret that ends up in a log line or an event is still hidden.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the code that verifies it and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+/// Shorthand for tests that must also run on wasm32 under node.
+#[cfg(test)]
+pub(crate) mod testing {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use core::prelude::v1::test;
+    #[cfg(target_arch = "wasm32")]
+    pub use wasm_bindgen_test::wasm_bindgen_test as test;
+}

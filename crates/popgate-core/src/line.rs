@@ -1,0 +1,151 @@
+//! A bounded line receiver, shared by the POP3 and SMTP sessions.
+//!
+//! Like tokio-util's `LinesCodec`: "need more bytes" is a normal result, the buffer
+//! has a named maximum, and after an overlong line everything up to the next LF is
+//! discarded so one bad line never desynchronises the stream (the caller answers it
+//! with a "line too long" reply and reads on).
+
+/// What [`LineReader::next_line`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, without its CRLF (or bare LF).
+    Complete(Vec<u8>),
+    /// A line longer than the limit; its bytes are dropped up to the next LF.
+    TooLong,
+}
+
+#[derive(Debug)]
+pub struct LineReader {
+    buf: Vec<u8>,
+    max: usize,
+    /// Inside an overlong line already reported: drop bytes until LF.
+    discarding: bool,
+}
+
+impl LineReader {
+    /// `max` counts the line's own bytes, without its terminator.
+    pub fn new(max: usize) -> LineReader {
+        LineReader {
+            buf: Vec::new(),
+            max,
+            discarding: false,
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    /// Append bytes read from the peer. The driver bounds memory by only reading
+    /// while the session wants input (see each session's `wants_input`).
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if self.discarding {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.discarding = false;
+                    bytes = &bytes[i + 1..];
+                }
+                None => return,
+            }
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next line, `None` when more bytes are needed.
+    pub fn next_line(&mut self) -> Option<Line> {
+        match self.buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.len() > self.max {
+                    Some(Line::TooLong)
+                } else {
+                    Some(Line::Complete(line))
+                }
+            }
+            None if self.buf.len() > self.max + 1 => {
+                // +1: the CR of a CRLF may sit at the end waiting for its LF.
+                self.buf.clear();
+                self.discarding = true;
+                Some(Line::TooLong)
+            }
+            None => None,
+        }
+    }
+
+    /// Bytes received but not yet consumed as lines.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Take every buffered byte (entering DATA, or discarding plaintext that was
+    /// pipelined after STARTTLS/STLS).
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.discarding = false;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Put bytes back at the front (left over after the end of DATA).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(&self.buf);
+        self.buf = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::test;
+
+    fn lines(r: &mut LineReader) -> Vec<Line> {
+        std::iter::from_fn(|| r.next_line()).collect()
+    }
+
+    #[test]
+    fn splits_crlf_and_lf() {
+        let mut r = LineReader::new(10);
+        r.push(b"USER a\r\nNOOP\nQU");
+        assert_eq!(
+            lines(&mut r),
+            vec![
+                Line::Complete(b"USER a".to_vec()),
+                Line::Complete(b"NOOP".to_vec())
+            ]
+        );
+        r.push(b"IT\r\n");
+        assert_eq!(lines(&mut r), vec![Line::Complete(b"QUIT".to_vec())]);
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn overlong_line_is_reported_once_and_skipped() {
+        let mut r = LineReader::new(4);
+        r.push(b"ABCDEFGH");
+        assert_eq!(lines(&mut r), vec![Line::TooLong]);
+        r.push(b"IJKL\r\nNOOP\r\n");
+        assert_eq!(lines(&mut r), vec![Line::Complete(b"NOOP".to_vec())]);
+        // overlong but complete in one push
+        r.push(b"TOOLONG\r\nOK\r\n");
+        assert_eq!(
+            lines(&mut r),
+            vec![Line::TooLong, Line::Complete(b"OK".to_vec())]
+        );
+    }
+
+    #[test]
+    fn exact_limit_with_crlf_split_is_accepted() {
+        let mut r = LineReader::new(4);
+        r.push(b"ABCD\r");
+        assert_eq!(r.next_line(), None);
+        r.push(b"\n");
+        assert_eq!(r.next_line(), Some(Line::Complete(b"ABCD".to_vec())));
+    }
+}

@@ -1,0 +1,1 @@
+//! POP3 server session (RFC 1939, RFC 2449). Being written.

@@ -1,0 +1,179 @@
+//! Replies that users and scripts match on, each defined once (DESIGN.md reply table).
+//!
+//! SMTP replies carry an RFC 3463 enhanced status code (RFC 2034); POP3 replies carry
+//! an RFC 2449 / RFC 3206 response code where one applies.
+
+/// An SMTP reply: basic code, enhanced status code and default text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmtpReply {
+    pub code: u16,
+    /// RFC 3463 class.subject.detail; empty for replies that carry none (greeting,
+    /// EHLO, 354, 334).
+    pub status: &'static str,
+    pub text: &'static str,
+}
+
+impl SmtpReply {
+    /// One reply line with the default text, CRLF included.
+    pub fn line(&self) -> String {
+        self.line_with(self.text)
+    }
+
+    /// One reply line with other text (e.g. naming the recipient), CRLF included.
+    pub fn line_with(&self, text: &str) -> String {
+        if self.status.is_empty() {
+            format!("{} {}\r\n", self.code, text)
+        } else {
+            format!("{} {} {}\r\n", self.code, self.status, text)
+        }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+}
+
+macro_rules! smtp_replies {
+    ($($(#[$doc:meta])* $name:ident = $code:literal $status:literal $text:literal;)*) => {
+        $($(#[$doc])* pub const $name: SmtpReply = SmtpReply { code: $code, status: $status, text: $text };)*
+    };
+}
+
+smtp_replies! {
+    OK = 250 "2.0.0" "Ok";
+    /// RFC 5321 §4.1.1.1 (HELO/EHLO reply lines are built by the session).
+    SENDER_OK = 250 "2.1.0" "Ok";
+    RECIPIENT_OK = 250 "2.1.5" "Ok";
+    /// RFC 5321 §4.1.1.4: the reply to end of data, sent only once the message is durable.
+    QUEUED = 250 "2.0.0" "Ok: queued";
+    RESET = 250 "2.0.0" "Ok";
+    NOOP = 250 "2.0.0" "Ok";
+    /// RFC 5321 §3.5.3: VRFY is answered 252 (cannot verify, will accept and try).
+    CANNOT_VRFY = 252 "2.0.0" "Cannot VRFY user, but will accept message and attempt delivery";
+    HELP = 214 "2.0.0" "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP";
+    BYE = 221 "2.0.0" "Bye";
+    START_DATA = 354 "" "End data with <CR><LF>.<CR><LF>";
+    SHUTTING_DOWN = 421 "4.3.2" "Service shutting down, closing transmission channel";
+    TIMEOUT = 421 "4.4.2" "Timeout exceeded, closing transmission channel";
+    TOO_MANY_CONNECTIONS = 421 "4.7.0" "Too many connections, try again later";
+    STORE_FAILED = 451 "4.3.0" "Temporary failure storing the message, try again later";
+    DISK_FULL = 452 "4.3.1" "Insufficient system storage";
+    TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";
+    TEMP_AUTH_FAILURE = 454 "4.7.0" "Temporary authentication failure";
+    SYNTAX_ERROR = 500 "5.5.2" "Syntax error, command unrecognized";
+    LINE_TOO_LONG = 500 "5.5.6" "Line too long";
+    BAD_ARGUMENT = 501 "5.5.4" "Syntax error in parameters or arguments";
+    NOT_IMPLEMENTED = 502 "5.5.1" "Command not implemented";
+    BAD_SEQUENCE = 503 "5.5.1" "Bad sequence of commands";
+    BAD_PARAMETER = 555 "5.5.4" "Unsupported MAIL or RCPT parameter";
+    AUTH_REQUIRED = 530 "5.7.0" "Authentication required";
+    BAD_CREDENTIALS = 535 "5.7.8" "Authentication credentials invalid";
+    ENCRYPTION_REQUIRED = 538 "5.7.11" "Encryption required for requested authentication mechanism";
+    UNKNOWN_USER = 550 "5.1.1" "Recipient address rejected: User unknown";
+    MESSAGE_TOO_BIG = 552 "5.3.4" "Message size exceeds fixed limit";
+    /// RFC 5321 §6.3: a message with more than 100 Received headers is a loop.
+    MAIL_LOOP = 554 "5.4.6" "Too many Received headers: mail loop detected";
+    RELAY_DENIED = 554 "5.7.1" "Relay access denied";
+    NO_VALID_RECIPIENTS = 554 "5.5.1" "No valid recipients";
+}
+
+/// POP3 response codes (RFC 2449 §8, RFC 3206), written in brackets after `-ERR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pop3Code {
+    /// RFC 2449 §8.1.1: the maildrop is locked by another session.
+    InUse,
+    /// RFC 2449 §8.1.2: logins are coming too fast.
+    LoginDelay,
+    /// RFC 3206 §4: the credentials are wrong (or the mechanism needs TLS).
+    Auth,
+    /// RFC 3206 §5: a temporary system problem.
+    SysTemp,
+    /// RFC 3206 §5: a permanent system problem.
+    SysPerm,
+}
+
+impl Pop3Code {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Pop3Code::InUse => "IN-USE",
+            Pop3Code::LoginDelay => "LOGIN-DELAY",
+            Pop3Code::Auth => "AUTH",
+            Pop3Code::SysTemp => "SYS/TEMP",
+            Pop3Code::SysPerm => "SYS/PERM",
+        }
+    }
+}
+
+/// A POP3 status line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pop3Reply {
+    pub ok: bool,
+    pub code: Option<Pop3Code>,
+    pub text: &'static str,
+}
+
+impl Pop3Reply {
+    pub fn line(&self) -> String {
+        self.line_with(self.text)
+    }
+
+    pub fn line_with(&self, text: &str) -> String {
+        let status = if self.ok { "+OK" } else { "-ERR" };
+        match self.code {
+            Some(code) => format!("{status} [{}] {text}\r\n", code.as_str()),
+            None => format!("{status} {text}\r\n"),
+        }
+    }
+}
+
+macro_rules! pop3_replies {
+    ($($(#[$doc:meta])* $name:ident = $ok:literal $code:expr, $text:literal;)*) => {
+        $($(#[$doc])* pub const $name: Pop3Reply = Pop3Reply { ok: $ok, code: $code, text: $text };)*
+    };
+}
+
+pop3_replies! {
+    POP3_BAD_SEQUENCE = false None, "Command not valid in this state";
+    POP3_UNKNOWN_COMMAND = false None, "Unknown command";
+    POP3_BAD_ARGUMENT = false None, "Invalid argument";
+    POP3_LINE_TOO_LONG = false None, "Line too long";
+    POP3_NO_SUCH_MESSAGE = false None, "No such message";
+    POP3_ALREADY_DELETED = false None, "Message already deleted";
+    /// RFC 3206 §4: the same text for an unknown user and a wrong password.
+    POP3_BAD_CREDENTIALS = false Some(Pop3Code::Auth), "Authentication failed";
+    POP3_ENCRYPTION_REQUIRED = false Some(Pop3Code::Auth), "Plaintext authentication disallowed on non-secure connections";
+    POP3_IN_USE = false Some(Pop3Code::InUse), "Maildrop is locked by another session";
+    POP3_TEMP_FAILURE = false Some(Pop3Code::SysTemp), "Temporary server failure, try again later";
+    POP3_TOO_MANY_CONNECTIONS = false Some(Pop3Code::SysTemp), "Too many connections";
+    POP3_SHUTTING_DOWN = false None, "Server shutting down";
+    POP3_TIMEOUT = false None, "Autologout; idle for too long";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::test;
+
+    #[test]
+    fn renders_the_table() {
+        assert_eq!(RELAY_DENIED.line(), "554 5.7.1 Relay access denied\r\n");
+        assert_eq!(START_DATA.line(), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        assert_eq!(
+            UNKNOWN_USER.line_with("<x@example.test>: Recipient address rejected: User unknown"),
+            "550 5.1.1 <x@example.test>: Recipient address rejected: User unknown\r\n"
+        );
+        assert_eq!(
+            POP3_IN_USE.line(),
+            "-ERR [IN-USE] Maildrop is locked by another session\r\n"
+        );
+        assert_eq!(
+            POP3_BAD_SEQUENCE.line(),
+            "-ERR Command not valid in this state\r\n"
+        );
+        assert!(QUEUED.is_positive() && STORE_FAILED.is_transient());
+    }
+}

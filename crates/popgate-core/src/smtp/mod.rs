@@ -1,0 +1,1 @@
+//! SMTP server session (RFC 5321). Being written.

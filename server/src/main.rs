@@ -1,0 +1,2 @@
+//! The `popgate` binary. Being written.
+fn main() {}

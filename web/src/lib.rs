@@ -1,0 +1,1 @@
+//! The popgate web app. Being written.
