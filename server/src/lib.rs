@@ -1,0 +1,21 @@
+//! popgate-server: the `popgate` binary's IO around popgate-core.
+//!
+//! # Layout
+//!
+//! * [`config`]: the TOML configuration over embedded defaults.
+//! * [`cli`]: the command line (`serve`, `user`, `grant`, `check-config`).
+//! * [`users`]: the Dovecot-compatible passwd-file and password schemes.
+//! * [`aliases`]: the aliases file.
+//! * [`maildir`]: Maildir delivery and POP3 maildrops, with per-maildrop locks.
+//! * [`queue`]: the durable outbound queue for relayed mail.
+//! * [`demo`]: first-run demo users and their credentials file.
+//! * [`serve`]: listeners, the per-connection drivers of core sessions, shutdown.
+
+pub mod aliases;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod maildir;
+pub mod queue;
+pub mod serve;
+pub mod users;
