@@ -1,1 +1,197 @@
-//! Listeners and connection drivers. Being written.
+//! Serving: listeners, the per-connection drivers of core sessions, shutdown.
+//!
+//! The shape follows mini-redis `server.rs`: [`run`] binds every configured listener,
+//! prints the readiness lines, and hands each accepted connection to a driver task;
+//! a semaphore caps connections; shutdown is a watch channel that every driver selects
+//! on, then we wait until every driver has dropped its handle. No protocol rule lives
+//! here: drivers only move bytes and perform the effects core sessions ask for.
+//!
+//! * [`clock`]: the monotonic clock anchored to the wall clock at start.
+//! * [`state`]: what every connection shares: config, grant table, users, stores, events.
+//! * [`events`]: the event bus (bounded broadcast) and the key=value log lines.
+//! * [`driver`]: the generic loop that runs one core session over one connection.
+//! * [`pop3`], [`smtp`]: performing each protocol's effects.
+//! * [`http`]: the HTTP listener (health, grants API, the web app).
+
+pub mod clock;
+pub mod driver;
+pub mod events;
+pub mod http;
+pub mod pop3;
+pub mod smtp;
+pub mod state;
+
+use crate::config::Config;
+use anyhow::Context;
+use popgate_core::Protocol;
+use state::Shared;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// How long in-flight sessions get to finish after shutdown is requested before
+/// their tasks are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Run popgate until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_until(config, shutdown_signal()).await
+}
+
+/// Run popgate until `shutdown` completes (tests pass their own future).
+pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if let Some(created) = crate::demo::ensure_demo_users(&config)? {
+        tracing::info!(
+            users = created.len(),
+            file = %config.data_dir.join("demo-credentials.txt").display(),
+            "created demo users"
+        );
+    }
+    let shared = Shared::open(config).await?;
+    let listeners = bind_all(&shared).await?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Every connection task holds a clone of `done_tx`; when all are gone, the
+    // receiver yields None and shutdown is complete (mini-redis's pattern).
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+
+    let mut stdout = std::io::stdout().lock();
+    for (name, listener) in &listeners {
+        let addr = listener.local_addr()?;
+        writeln!(stdout, "popgate: listening {name} {addr}")?;
+    }
+    let http_addr = match &shared.config.listen.http {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding http on {addr}"))?;
+            let bound = listener.local_addr()?;
+            writeln!(stdout, "popgate: listening http {bound}")?;
+            let app = http::router(shared.clone());
+            let mut rx = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            });
+            Some(bound)
+        }
+        None => None,
+    };
+    writeln!(stdout, "popgate: ready")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(http = ?http_addr, "popgate ready");
+
+    tokio::spawn(state::purge_grants(shared.clone(), shutdown_rx.clone()));
+
+    for (protocol, listener) in listeners {
+        tokio::spawn(accept_loop(
+            shared.clone(),
+            protocol,
+            listener,
+            limit.clone(),
+            shutdown_rx.clone(),
+            done_tx.clone(),
+        ));
+    }
+    drop(done_tx);
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await.is_err() {
+        tracing::warn!("sessions still open after the grace period; closing them");
+    }
+    Ok(())
+}
+
+async fn bind_all(shared: &Arc<Shared>) -> anyhow::Result<Vec<(Protocol, TcpListener)>> {
+    let listen = &shared.config.listen;
+    let wanted: [(Protocol, Option<SocketAddr>); 5] = [
+        (Protocol::Smtp, listen.smtp),
+        (Protocol::Submission, listen.submission),
+        (Protocol::Smtps, listen.smtps),
+        (Protocol::Pop3, listen.pop3),
+        (Protocol::Pop3s, listen.pop3s),
+    ];
+    let mut bound = Vec::new();
+    for (protocol, addr) in wanted {
+        let Some(addr) = addr else { continue };
+        if matches!(protocol, Protocol::Smtps | Protocol::Pop3s) {
+            // Implicit TLS arrives with the TLS issue; never serve these in plaintext.
+            tracing::warn!(listener = protocol.name(), %addr, "implicit TLS is not available yet; listener not started");
+            continue;
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {} on {addr}", protocol.name()))?;
+        bound.push((protocol, listener));
+    }
+    Ok(bound)
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: log, back off a little, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let permit = limit.clone().try_acquire_owned().ok();
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _done = done;
+            let local = stream.local_addr().unwrap_or(peer);
+            match permit {
+                Some(_permit) => driver::serve_connection(shared, protocol, stream, peer, local, shutdown).await,
+                None => driver::refuse_busy(protocol, stream).await,
+            }
+        });
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
