@@ -1,0 +1,14 @@
+//! Entry point of the web app: trunk builds this binary for wasm32 and loads it from
+//! `index.html`.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    yew::Renderer::<popgate_web::App>::new().render();
+}
+
+// A native build exists only so the whole workspace checks on the host; there is no page
+// to render there.
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("popgate-web is a WebAssembly app: build it with `trunk build` (see README.md)");
+}
