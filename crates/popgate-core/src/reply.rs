@@ -79,6 +79,16 @@ smtp_replies! {
     MAIL_LOOP = 554 "5.4.6" "Too many Received headers: mail loop detected";
     RELAY_DENIED = 554 "5.7.1" "Relay access denied";
     NO_VALID_RECIPIENTS = 554 "5.5.1" "No valid recipients";
+    /// RFC 5321 §4.2: the greeting; the session writes its hostname before this text.
+    GREETING = 220 "" "ESMTP popgate";
+    /// RFC 5321 §4.1.1.1: HELO/EHLO; the session writes its hostname (and EHLO keywords).
+    HELLO = 250 "" "";
+    /// A temporary failure looking up a recipient or a grant (not storing).
+    TEMP_FAILURE = 451 "4.3.0" "Temporary failure, try again later";
+    /// RFC 5321 §4.1.2 path syntax (RFC 3463 §3.2: X.1.3 bad destination syntax).
+    BAD_ADDRESS = 501 "5.1.3" "Bad address syntax";
+    /// RFC 6531 §3.5: a non-ASCII address in a transaction without SMTPUTF8.
+    NEEDS_SMTPUTF8 = 553 "5.6.7" "Non-ASCII address requires SMTPUTF8";
 }
 
 /// POP3 response codes (RFC 2449 §8, RFC 3206), written in brackets after `-ERR`.

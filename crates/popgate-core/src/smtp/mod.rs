@@ -1,1 +1,150 @@
-//! SMTP server session (RFC 5321). Being written.
+//! SMTP server session (RFC 5321 and extensions), sans IO.
+//!
+//! [`SmtpSession`] is a pure state machine: the driver feeds it bytes, effect results
+//! and timeouts, and drains bytes to send, [`SmtpEffect`]s to perform and events. The
+//! calling contract is written on [`SmtpSession`].
+//!
+//! * `parse`: commands, paths and MAIL parameters (RFC 5321 §4.1, RFC 1870, 6152, 6531).
+//! * `data`: the DATA receiver (only `CRLF.CRLF` ends data; dot-unstuffing; bounds).
+//! * `received`: the `Received:` trace header (RFC 5321 §4.4, RFC 3848).
+//! * `session`: the state machine and its relay decisions.
+
+mod data;
+mod parse;
+mod received;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use session::SmtpSession;
+
+use crate::grant::{RelayRefusal, Reservation};
+use crate::net::Cidr;
+use crate::relay::RelayPolicy;
+use std::time::Duration;
+
+/// Settings of one SMTP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// Our name in the greeting, EHLO and `Received:` headers.
+    pub hostname: String,
+    /// Domains we deliver for; compared case-insensitively, never ending in '.'.
+    pub local_domains: Vec<String>,
+    /// What may relay on this listener.
+    pub relay: RelayPolicy,
+    /// Largest message accepted, in octets after dot-unstuffing; advertised as `SIZE`
+    /// (RFC 1870). Default as Postfix `message_size_limit`.
+    pub max_message_size: u64,
+    /// RFC 5321 §4.5.3.1.8: at least 100 recipients must be accepted; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// RFC 5321 §4.5.3.1.4 sets 512 octets, and extensions may lengthen it; default as
+    /// Postfix `line_length_limit`.
+    pub max_command_line: usize,
+    /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> SmtpConfig {
+        SmtpConfig {
+            hostname: "localhost".into(),
+            local_domains: Vec::new(),
+            relay: RelayPolicy::smtp_default(),
+            max_message_size: 10_240_000,
+            max_recipients: 1000,
+            max_command_line: 2048,
+            idle_timeout: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Something the session needs done outside core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmtpEffect {
+    /// Does this local recipient exist as a user or alias? The local part is as the
+    /// client wrote it (match it case-insensitively), the domain lowercased.
+    /// Answer with [`SmtpResult::Lookup`].
+    LookupLocal { address: String },
+    /// Reserve one message on the grant that covers this session's peer.
+    /// Answer with [`SmtpResult::Reserve`].
+    ReserveGrant,
+    /// The message was answered 250: spend the reservation. No result.
+    CommitGrant { key: Cidr },
+    /// The transaction ended without a message (RSET, QUIT, a dropped connection, a
+    /// refused message): give the reservation back. No result.
+    ReleaseGrant { key: Cidr },
+    /// Make the message durable. Answer with [`SmtpResult::Stored`]; the session
+    /// replies 250 only after `Stored`.
+    Deliver(Delivery),
+}
+
+impl SmtpEffect {
+    /// Whether the driver must feed a [`SmtpResult`] back for this effect.
+    pub fn expects_result(&self) -> bool {
+        match self {
+            SmtpEffect::LookupLocal { .. } | SmtpEffect::ReserveGrant | SmtpEffect::Deliver(_) => {
+                true
+            }
+            SmtpEffect::CommitGrant { .. } | SmtpEffect::ReleaseGrant { .. } => false,
+        }
+    }
+}
+
+/// A message to store, for local mailboxes and/or the outbound queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Unique per transaction; also in the `Received:` header and the 250 reply.
+    pub id: String,
+    /// The reverse-path, `""` for the null path `<>`.
+    pub from: String,
+    pub recipients: Vec<Recipient>,
+    /// One `Received:` header (RFC 5321 §4.4), then the message as received after
+    /// dot-unstuffing, line endings untouched.
+    pub message: Vec<u8>,
+    /// The granting or authenticated user when any recipient is relayed on a grant
+    /// or on AUTH.
+    pub relayed_for: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// `local@domain`: local part as given, domain lowercased.
+    pub address: String,
+    /// A local mailbox, alias or postmaster (false: relay it).
+    pub local: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupResult {
+    Exists,
+    Unknown,
+    TempFail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReserveResult {
+    Reserved(Reservation),
+    Refused(RelayRefusal),
+    TempFail,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreResult {
+    Stored,
+    TempFail,
+    DiskFull,
+}
+
+/// The answer to an effect that [expects one](SmtpEffect::expects_result).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmtpResult {
+    Lookup(LookupResult),
+    Reserve(ReserveResult),
+    Stored(StoreResult),
+}
+
+/// RFC 5321 §4.4: the `Return-Path:` header final delivery prepends, `from` being the
+/// reverse-path (`""` for `<>`).
+pub fn return_path_header(from: &str) -> String {
+    format!("Return-Path: <{from}>\r\n")
+}
