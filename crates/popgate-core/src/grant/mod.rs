@@ -272,8 +272,10 @@ impl GrantTable {
     ///
     /// Creates a grant, or refreshes the live one on the key: a sliding grant gets
     /// `expires = now + ttl` and its full message count back; a fixed grant keeps its
-    /// expiry and count, and only the user history changes. A fixed grant whose
-    /// messages are all spent, and any expired grant, is replaced by a fresh one.
+    /// expiry and count. Either way the login becomes the grant's `user` and `session`
+    /// and joins its user history. A fixed grant whose messages are all spent, and any
+    /// expired grant, is replaced by a fresh one. Denied (no grant, a `GrantRefused`
+    /// event) when the key overlaps a deny range.
     pub fn login(
         &mut self,
         now: Millis,
