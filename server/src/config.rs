@@ -1,1 +1,1056 @@
-//! Being written.
+//! The configuration: DESIGN.md "Configuration and command line" over the embedded
+//! defaults of DESIGN.md "Defaults".
+//!
+//! Every table denies unknown keys, and every value is checked while it is read, so an
+//! error carries toml's line, column and snippet plus the dotted key that was wrong
+//! and what was expected. popgate never starts half-configured: [`Config::load`]
+//! either returns a whole configuration or an error.
+//!
+//! Paths: `data_dir` is relative to the config file's folder (without a config file:
+//! `./popgate-data`); the users file, the aliases file and the TLS pair are relative
+//! to `data_dir`.
+
+use anyhow::{Context, bail};
+use popgate_core::Protocol;
+use popgate_core::grant::GrantConfig;
+use popgate_core::net::Cidr;
+use popgate_core::relay::RelayPolicy;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The embedded defaults, one place each (DESIGN.md "Defaults").
+pub mod defaults {
+    pub const HOSTNAME: &str = "mail.example.test";
+    pub const DOMAIN: &str = "example.test";
+    pub const DATA_DIR: &str = "popgate-data";
+    pub const USERS_FILE: &str = "users";
+    pub const ALIASES_FILE: &str = "aliases";
+    pub const SMTP_PORT: u16 = 2525;
+    pub const SUBMISSION_PORT: u16 = 2587;
+    pub const SMTPS_PORT: u16 = 2465;
+    pub const POP3_PORT: u16 = 2110;
+    pub const POP3S_PORT: u16 = 2995;
+    pub const HTTP_PORT: u16 = 8025;
+    pub const GRANT_STORE: &str = "memory";
+    /// Postfix's `message_size_limit`.
+    pub const MAX_MESSAGE_SIZE: u64 = 10_240_000;
+    /// Postfix's `smtpd_recipient_limit`.
+    pub const MAX_RECIPIENTS: usize = 1000;
+    /// RFC 5321 §4.5.3.2.7 asks for at least 5 minutes.
+    pub const SMTP_IDLE_TIMEOUT_SECS: u64 = 5 * 60;
+    /// RFC 1939 §3: an autologout timer of at least 10 minutes.
+    pub const POP3_IDLE_TIMEOUT_SECS: u64 = 10 * 60;
+    pub const MAX_CONNECTIONS: usize = 1000;
+}
+
+/// The whole configuration, resolved: paths are absolute (or relative to the working
+/// folder when no config file was given), domains lowercased.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub hostname: String,
+    /// Local domains: lowercased, no trailing dot, never empty. The first is the
+    /// domain of bare login names.
+    pub domains: Vec<String>,
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub grant: GrantSettings,
+    pub pop3: Pop3Settings,
+    /// Resolved against `data_dir` (`[users] file`, default "users").
+    pub users_file: PathBuf,
+    /// Resolved against `data_dir` (`[aliases] file`, default "aliases").
+    pub aliases_file: PathBuf,
+    /// `None`: a self-signed pair generated in `data_dir`.
+    pub tls: Option<TlsSettings>,
+    pub relay: RelaySettings,
+    pub http: HttpSettings,
+    pub limits: Limits,
+    pub log: LogSettings,
+    /// The file this configuration came from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+}
+
+/// Listener addresses; `None` is not started. Port 0 picks a free port (tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub smtp: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub submission: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub smtps: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub pop3: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub pop3s: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub http: Option<SocketAddr>,
+}
+
+impl Listen {
+    /// Every listener on 127.0.0.1 at its default port.
+    pub fn embedded() -> Listen {
+        let at = |port| Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+        Listen {
+            smtp: at(defaults::SMTP_PORT),
+            submission: at(defaults::SUBMISSION_PORT),
+            smtps: at(defaults::SMTPS_PORT),
+            pop3: at(defaults::POP3_PORT),
+            pop3s: at(defaults::POP3S_PORT),
+            http: at(defaults::HTTP_PORT),
+        }
+    }
+
+    /// The configured listeners by name, in a fixed order.
+    pub fn all(&self) -> [(&'static str, Option<SocketAddr>); 6] {
+        [
+            ("smtp", self.smtp),
+            ("submission", self.submission),
+            ("smtps", self.smtps),
+            ("pop3", self.pop3),
+            ("pop3s", self.pop3s),
+            ("http", self.http),
+        ]
+    }
+
+    /// One line for humans: "smtp 127.0.0.1:2525, pop3 127.0.0.1:2110" or "none".
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .all()
+            .iter()
+            .filter_map(|(name, addr)| addr.map(|a| format!("{name} {a}")))
+            .collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// `[grant]`: DESIGN.md "Grant semantics".
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantSettings {
+    #[serde(deserialize_with = "de_duration")]
+    pub ttl: Duration,
+    /// 0: no count limit.
+    pub max_messages: u32,
+    pub sliding: bool,
+    #[serde(deserialize_with = "de_ipv4_prefix")]
+    pub ipv4_prefix: u8,
+    #[serde(deserialize_with = "de_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    pub require_tls: bool,
+    pub deny: Vec<Cidr>,
+    pub max_entries: usize,
+    /// "memory", or a `redis://` / `rediss://` URL.
+    #[serde(deserialize_with = "de_store")]
+    pub store: String,
+}
+
+impl Default for GrantSettings {
+    fn default() -> GrantSettings {
+        let core = GrantConfig::default();
+        GrantSettings {
+            ttl: core.ttl,
+            max_messages: core.max_messages.unwrap_or(0),
+            sliding: core.sliding,
+            ipv4_prefix: core.ipv4_prefix,
+            ipv6_prefix: core.ipv6_prefix,
+            require_tls: false,
+            deny: core.deny,
+            max_entries: core.max_entries,
+            store: defaults::GRANT_STORE.to_owned(),
+        }
+    }
+}
+
+impl GrantSettings {
+    /// The grant table's settings.
+    pub fn core(&self) -> GrantConfig {
+        GrantConfig {
+            ttl: self.ttl,
+            max_messages: (self.max_messages != 0).then_some(self.max_messages),
+            sliding: self.sliding,
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            deny: self.deny.clone(),
+            max_entries: self.max_entries,
+        }
+    }
+}
+
+/// `[pop3]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Settings {
+    /// USER/PASS (and APOP) without TLS: what legacy POP-before-SMTP clients speak.
+    pub plaintext_auth: bool,
+    pub apop: bool,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Pop3Settings {
+        Pop3Settings {
+            plaintext_auth: true,
+            apop: false,
+        }
+    }
+}
+
+/// `[tls]`: the certificate chain and key, PEM, relative to `data_dir`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What may relay on a listener (DESIGN.md "Grant semantics").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMethod {
+    /// `[relay] trusted_networks`.
+    Trusted,
+    /// POP before SMTP.
+    Grant,
+    /// SMTP AUTH.
+    Auth,
+}
+
+/// `[relay]` and `[relay.policy]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// "host:port"; empty: MX lookup.
+    pub smarthost: String,
+    /// Per-domain next hop (lowercased domain to "host:port"); wins over smarthost and MX.
+    pub transport: BTreeMap<String, String>,
+    /// Empty by default: no address is trusted for relay, loopback included.
+    pub trusted_networks: Vec<Cidr>,
+    pub smtp: Vec<RelayMethod>,
+    pub submission: Vec<RelayMethod>,
+    pub smtps: Vec<RelayMethod>,
+}
+
+impl Default for RelaySettings {
+    fn default() -> RelaySettings {
+        RelaySettings {
+            smarthost: String::new(),
+            transport: BTreeMap::new(),
+            trusted_networks: Vec::new(),
+            smtp: vec![RelayMethod::Grant, RelayMethod::Auth],
+            submission: vec![RelayMethod::Auth],
+            smtps: vec![RelayMethod::Auth],
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Bearer token for the API; required when the HTTP listener is not on loopback.
+    pub admin_token: String,
+    /// Serve the built web app from this folder (relative to the config file's folder).
+    pub web_root: Option<PathBuf>,
+}
+
+/// `[limits]`: named, with Postfix-like defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    #[serde(deserialize_with = "de_duration")]
+    pub smtp_idle_timeout: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub pop3_idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_recipients: defaults::MAX_RECIPIENTS,
+            smtp_idle_timeout: Duration::from_secs(defaults::SMTP_IDLE_TIMEOUT_SECS),
+            pop3_idle_timeout: Duration::from_secs(defaults::POP3_IDLE_TIMEOUT_SECS),
+            max_connections: defaults::MAX_CONNECTIONS,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` lines that fail2ban can match.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// Capture session transcripts for the dashboard; off for privacy.
+    pub transcripts: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            format: LogFormat::Text,
+            transcripts: true,
+        }
+    }
+}
+
+impl Config {
+    /// The embedded defaults: what `popgate serve` runs with no config file. Data in
+    /// `./popgate-data` (relative to the working folder).
+    pub fn embedded() -> Config {
+        Config::resolve(FileConfig::default(), Path::new("."), None)
+    }
+
+    /// Load `path` over the embedded defaults, or the embedded defaults (with an
+    /// absolute `data_dir`) when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            let cwd = std::env::current_dir().context("cannot find the working folder")?;
+            return Ok(Config::resolve(FileConfig::default(), &cwd, None));
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let base = std::path::absolute(&base).unwrap_or(base);
+        Config::parse(&text, &base, Some(path.to_path_buf()))
+            .with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parse config text; relative paths resolve against `base` (the file's folder).
+    pub fn parse(text: &str, base: &Path, source: Option<PathBuf>) -> anyhow::Result<Config> {
+        let raw: FileConfig = match serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        {
+            Ok(raw) => raw,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                let inner = inner.trim_end();
+                // Syntax errors have no key path ("."); toml's text already has the
+                // line, column and a snippet.
+                if path.is_empty() || path == "." {
+                    bail!("{inner}");
+                }
+                bail!("key `{path}`: {inner}");
+            }
+        };
+        let config = Config::resolve(raw, base, source);
+        config.check()?;
+        Ok(config)
+    }
+
+    fn resolve(raw: FileConfig, base: &Path, source: Option<PathBuf>) -> Config {
+        let data_dir = base.join(raw.data_dir);
+        let tls = raw.tls.map(|t| TlsSettings {
+            cert: data_dir.join(t.cert),
+            key: data_dir.join(t.key),
+        });
+        let http = HttpSettings {
+            web_root: raw.http.web_root.map(|w| base.join(w)),
+            ..raw.http
+        };
+        Config {
+            hostname: raw.hostname.0,
+            domains: raw.domains.0,
+            users_file: data_dir.join(raw.users.file),
+            aliases_file: data_dir.join(raw.aliases.file),
+            data_dir,
+            listen: raw.listen,
+            grant: raw.grant,
+            pop3: raw.pop3,
+            tls,
+            relay: RelaySettings {
+                smarthost: raw.relay.smarthost,
+                transport: raw.relay.transport,
+                trusted_networks: raw.relay.trusted_networks,
+                smtp: raw.relay.policy.smtp,
+                submission: raw.relay.policy.submission,
+                smtps: raw.relay.policy.smtps,
+            },
+            http,
+            limits: raw.limits,
+            log: raw.log,
+            source,
+        }
+    }
+
+    /// Rules that span several keys (each key alone was checked while reading).
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(addr) = self.listen.http
+            && !addr.ip().is_loopback()
+            && self.http.admin_token.is_empty()
+        {
+            bail!(
+                "key `http.admin_token`: required when `listen.http` ({addr}) is not on loopback; \
+                 expected a non-empty secret string"
+            );
+        }
+        Ok(())
+    }
+
+    /// The relay policy of the listener `protocol` arrived on. POP3 listeners relay
+    /// nothing.
+    pub fn relay_policy(&self, protocol: Protocol) -> RelayPolicy {
+        let methods: &[RelayMethod] = match protocol {
+            Protocol::Smtp => &self.relay.smtp,
+            Protocol::Submission => &self.relay.submission,
+            Protocol::Smtps => &self.relay.smtps,
+            Protocol::Pop3 | Protocol::Pop3s => &[],
+        };
+        RelayPolicy {
+            trusted: if methods.contains(&RelayMethod::Trusted) {
+                self.relay.trusted_networks.clone()
+            } else {
+                Vec::new()
+            },
+            grant: methods.contains(&RelayMethod::Grant),
+            auth: methods.contains(&RelayMethod::Auth),
+        }
+    }
+
+    /// The first local domain: where bare login names live.
+    pub fn primary_domain(&self) -> &str {
+        self.domains
+            .first()
+            .map(String::as_str)
+            .unwrap_or(defaults::DOMAIN)
+    }
+
+    /// `<data_dir>/mail`: the Maildir root.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+
+    /// `<data_dir>/queue`: the outbound queue.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.data_dir.join("queue")
+    }
+}
+
+// ---- the file as written ----------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    hostname: Hostname,
+    domains: Domains,
+    data_dir: PathBuf,
+    /// Present: only the listeners named in it start.
+    listen: Listen,
+    grant: GrantSettings,
+    pop3: Pop3Settings,
+    users: FileRef,
+    aliases: FileRef,
+    tls: Option<TlsSettings>,
+    relay: FileRelay,
+    http: HttpSettings,
+    limits: Limits,
+    log: LogSettings,
+}
+
+impl Default for FileConfig {
+    fn default() -> FileConfig {
+        FileConfig {
+            hostname: Hostname(defaults::HOSTNAME.to_owned()),
+            domains: Domains(vec![defaults::DOMAIN.to_owned()]),
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+            listen: Listen::embedded(),
+            grant: GrantSettings::default(),
+            pop3: Pop3Settings::default(),
+            users: FileRef {
+                file: PathBuf::from(defaults::USERS_FILE),
+            },
+            aliases: FileRef {
+                file: PathBuf::from(defaults::ALIASES_FILE),
+            },
+            tls: None,
+            relay: FileRelay::default(),
+            http: HttpSettings::default(),
+            limits: Limits::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// `[users]` and `[aliases]`: `file = "..."`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRef {
+    file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileRelay {
+    #[serde(deserialize_with = "de_host_port_or_empty")]
+    smarthost: String,
+    #[serde(deserialize_with = "de_transport")]
+    transport: BTreeMap<String, String>,
+    trusted_networks: Vec<Cidr>,
+    policy: FilePolicy,
+}
+
+impl Default for FileRelay {
+    fn default() -> FileRelay {
+        let d = RelaySettings::default();
+        FileRelay {
+            smarthost: d.smarthost,
+            transport: d.transport,
+            trusted_networks: d.trusted_networks,
+            policy: FilePolicy {
+                smtp: d.smtp,
+                submission: d.submission,
+                smtps: d.smtps,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FilePolicy {
+    smtp: Vec<RelayMethod>,
+    submission: Vec<RelayMethod>,
+    smtps: Vec<RelayMethod>,
+}
+
+impl Default for FilePolicy {
+    fn default() -> FilePolicy {
+        FileRelay::default().policy
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct Hostname(String);
+
+impl TryFrom<String> for Hostname {
+    type Error = String;
+    fn try_from(s: String) -> Result<Hostname, String> {
+        let s = s.trim_end_matches('.').to_ascii_lowercase();
+        if is_domain(&s) {
+            Ok(Hostname(s))
+        } else {
+            Err(format!(
+                "{s:?} is not a host name; expected a name such as \"mail.example.test\""
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+struct Domains(Vec<String>);
+
+impl TryFrom<Vec<String>> for Domains {
+    type Error = String;
+    fn try_from(list: Vec<String>) -> Result<Domains, String> {
+        if list.is_empty() {
+            return Err(
+                "no local domains; expected at least one, such as [\"example.test\"]".to_owned(),
+            );
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for d in list {
+            // DESIGN: domains compare case-insensitively and may not end in a dot.
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !is_domain(&d) {
+                return Err(format!(
+                    "{d:?} is not a domain name; expected a name such as \"example.test\""
+                ));
+            }
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        Ok(Domains(out))
+    }
+}
+
+/// Letters, digits, hyphens and dots, no empty label (RFC 5321 §4.1.2 `Domain`).
+pub fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+const ADDR_EXPECTED: &str = "expected \"ip:port\" such as \"127.0.0.1:2525\" or \"[::1]:2525\"";
+
+fn de_opt_addr<'de, D: Deserializer<'de>>(de: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(de)?;
+    s.parse()
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{s:?} is not a socket address; {ADDR_EXPECTED}")))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(de)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        D::Error::custom(format!(
+            "{s:?} is not a duration ({e}); expected a duration such as \"30m\", \"90s\" or \"1h 30m\""
+        ))
+    })
+}
+
+fn de_prefix<'de, D: Deserializer<'de>>(de: D, max: u8) -> Result<u8, D::Error> {
+    let n = u8::deserialize(de)?;
+    if n > max {
+        return Err(D::Error::custom(format!(
+            "{n} is not a prefix length; expected 0 to {max}"
+        )));
+    }
+    Ok(n)
+}
+
+fn de_ipv4_prefix<'de, D: Deserializer<'de>>(de: D) -> Result<u8, D::Error> {
+    de_prefix(de, 32)
+}
+
+fn de_ipv6_prefix<'de, D: Deserializer<'de>>(de: D) -> Result<u8, D::Error> {
+    de_prefix(de, 128)
+}
+
+fn de_store<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    let s = String::deserialize(de)?;
+    if s == defaults::GRANT_STORE || s.starts_with("redis://") || s.starts_with("rediss://") {
+        Ok(s)
+    } else {
+        Err(D::Error::custom(format!(
+            "{s:?} is not a grant store; expected \"memory\" or a URL such as \"redis://127.0.0.1:6379/0\""
+        )))
+    }
+}
+
+/// "host:port" with a numeric port; the host may be a name or an address.
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => port.parse::<u16>().is_ok() && is_domain(host.trim_end_matches('.')),
+        None => false,
+    }
+}
+
+fn de_host_port_or_empty<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    let s = String::deserialize(de)?;
+    if s.is_empty() || is_host_port(&s) {
+        Ok(s)
+    } else {
+        Err(D::Error::custom(format!(
+            "{s:?} is not a next hop; expected \"host:port\" such as \"smtp.example.net:25\", or \"\" for MX lookup"
+        )))
+    }
+}
+
+fn de_transport<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<DomainKey, NextHop>::deserialize(de)?;
+    Ok(raw.into_iter().map(|(k, v)| (k.0, v.0)).collect())
+}
+
+/// A `[relay.transport]` key: a domain, lowercased, without a trailing dot.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+struct DomainKey(String);
+
+impl TryFrom<String> for DomainKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<DomainKey, String> {
+        let d = s.trim_end_matches('.').to_ascii_lowercase();
+        if is_domain(&d) {
+            Ok(DomainKey(d))
+        } else {
+            Err(format!(
+                "{s:?} is not a domain name; expected keys such as \"partner.test\""
+            ))
+        }
+    }
+}
+
+/// A `[relay.transport]` value: "host:port".
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct NextHop(String);
+
+impl TryFrom<String> for NextHop {
+    type Error = String;
+    fn try_from(s: String) -> Result<NextHop, String> {
+        if is_host_port(&s) {
+            Ok(NextHop(s))
+        } else {
+            Err(format!(
+                "{s:?} is not a next hop; expected \"host:port\" such as \"127.0.0.1:2626\""
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::parse(
+            text,
+            Path::new("/etc/popgate"),
+            Some(PathBuf::from("/etc/popgate/popgate.toml")),
+        )
+    }
+
+    fn local(port: u16) -> Option<SocketAddr> {
+        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+
+    #[test]
+    fn embedded_defaults_match_design() {
+        let c = Config::embedded();
+        assert_eq!(c.hostname, "mail.example.test");
+        assert_eq!(c.domains, vec!["example.test".to_owned()]);
+        assert_eq!(c.data_dir, Path::new("./popgate-data"));
+        assert_eq!(c.users_file, Path::new("./popgate-data/users"));
+        assert_eq!(c.aliases_file, Path::new("./popgate-data/aliases"));
+        assert_eq!(c.listen, Listen::embedded());
+        assert_eq!(c.listen.smtp, local(2525));
+        assert_eq!(c.listen.submission, local(2587));
+        assert_eq!(c.listen.smtps, local(2465));
+        assert_eq!(c.listen.pop3, local(2110));
+        assert_eq!(c.listen.pop3s, local(2995));
+        assert_eq!(c.listen.http, local(8025));
+        assert_eq!(c.grant.core(), GrantConfig::default());
+        assert_eq!(c.grant.store, "memory");
+        assert!(!c.grant.require_tls);
+        assert_eq!(
+            c.pop3,
+            Pop3Settings {
+                plaintext_auth: true,
+                apop: false
+            }
+        );
+        assert_eq!(c.tls, None);
+        assert_eq!(c.relay, RelaySettings::default());
+        assert_eq!(c.relay_policy(Protocol::Smtp), RelayPolicy::smtp_default());
+        assert_eq!(
+            c.relay_policy(Protocol::Submission),
+            RelayPolicy::submission_default()
+        );
+        assert_eq!(
+            c.relay_policy(Protocol::Smtps),
+            RelayPolicy::submission_default()
+        );
+        assert_eq!(c.relay_policy(Protocol::Pop3), RelayPolicy::default());
+        assert_eq!(c.limits.max_message_size, 10_240_000);
+        assert_eq!(c.limits.max_recipients, 1000);
+        assert_eq!(c.limits.smtp_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.limits.max_connections, 1000);
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert!(c.log.transcripts);
+        assert_eq!(c.source, None);
+    }
+
+    #[test]
+    fn load_without_file_is_absolute_embedded() {
+        let c = Config::load(None).expect("embedded config");
+        assert!(c.data_dir.is_absolute());
+        assert!(c.data_dir.ends_with("popgate-data"));
+        assert_eq!(c.listen, Listen::embedded());
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults_with_relative_paths_resolved() {
+        let c = parse("").expect("empty config");
+        assert_eq!(c.data_dir, Path::new("/etc/popgate/popgate-data"));
+        assert_eq!(c.users_file, Path::new("/etc/popgate/popgate-data/users"));
+        assert_eq!(c.listen, Listen::embedded());
+        assert_eq!(
+            c.source.as_deref(),
+            Some(Path::new("/etc/popgate/popgate.toml"))
+        );
+    }
+
+    #[test]
+    fn full_file() {
+        let text = r#"
+hostname = "MX.Example.NET."
+domains = ["Example.NET.", "example.org", "example.net"]
+data_dir = "/var/lib/popgate"
+
+[listen]
+smtp = "0.0.0.0:25"
+pop3 = "[::]:110"
+http = "127.0.0.1:0"
+
+[grant]
+ttl = "1h 30m"
+max_messages = 5
+sliding = false
+ipv4_prefix = 24
+ipv6_prefix = 56
+require_tls = true
+deny = ["192.0.2.0/24", "2001:db8::/32"]
+max_entries = 10
+store = "redis://127.0.0.1:6379/0"
+
+[pop3]
+plaintext_auth = false
+apop = true
+
+[users]
+file = "passwd"
+
+[aliases]
+file = "/etc/popgate/aliases"
+
+[tls]
+cert = "tls/cert.pem"
+key = "/etc/ssl/key.pem"
+
+[relay]
+smarthost = "smtp.example.net:587"
+trusted_networks = ["10.0.0.0/8"]
+[relay.transport]
+"Partner.test" = "127.0.0.1:2626"
+[relay.policy]
+smtp = ["trusted", "grant"]
+submission = ["auth", "grant"]
+smtps = []
+
+[http]
+admin_token = "s3cret"
+web_root = "web"
+
+[limits]
+max_message_size = 1000
+max_recipients = 7
+smtp_idle_timeout = "30s"
+pop3_idle_timeout = "2m"
+max_connections = 3
+
+[log]
+format = "json"
+transcripts = false
+"#;
+        let c = parse(text).expect("full config");
+        assert_eq!(c.hostname, "mx.example.net");
+        assert_eq!(c.domains, vec!["example.net", "example.org"]);
+        assert_eq!(c.data_dir, Path::new("/var/lib/popgate"));
+        assert_eq!(
+            c.listen,
+            Listen {
+                smtp: Some("0.0.0.0:25".parse().expect("addr")),
+                pop3: Some("[::]:110".parse().expect("addr")),
+                http: Some("127.0.0.1:0".parse().expect("addr")),
+                ..Listen::default()
+            }
+        );
+        assert_eq!(
+            c.listen.summary(),
+            "smtp 0.0.0.0:25, pop3 [::]:110, http 127.0.0.1:0"
+        );
+        let g = c.grant.core();
+        assert_eq!(g.ttl, Duration::from_secs(5400));
+        assert_eq!(g.max_messages, Some(5));
+        assert!(!g.sliding);
+        assert_eq!((g.ipv4_prefix, g.ipv6_prefix), (24, 56));
+        assert_eq!(g.deny.len(), 2);
+        assert_eq!(g.max_entries, 10);
+        assert!(c.grant.require_tls);
+        assert_eq!(c.grant.store, "redis://127.0.0.1:6379/0");
+        assert_eq!(
+            c.pop3,
+            Pop3Settings {
+                plaintext_auth: false,
+                apop: true
+            }
+        );
+        assert_eq!(c.users_file, Path::new("/var/lib/popgate/passwd"));
+        assert_eq!(c.aliases_file, Path::new("/etc/popgate/aliases"));
+        assert_eq!(
+            c.tls,
+            Some(TlsSettings {
+                cert: PathBuf::from("/var/lib/popgate/tls/cert.pem"),
+                key: PathBuf::from("/etc/ssl/key.pem"),
+            })
+        );
+        assert_eq!(c.relay.smarthost, "smtp.example.net:587");
+        assert_eq!(
+            c.relay.transport.get("partner.test").map(String::as_str),
+            Some("127.0.0.1:2626")
+        );
+        let p = c.relay_policy(Protocol::Smtp);
+        assert!(p.grant && !p.auth);
+        assert!(p.trusts("10.1.2.3".parse().expect("ip")));
+        let p = c.relay_policy(Protocol::Submission);
+        assert!(p.grant && p.auth && p.trusted.is_empty());
+        assert_eq!(c.relay_policy(Protocol::Smtps), RelayPolicy::default());
+        assert_eq!(c.http.admin_token, "s3cret");
+        assert_eq!(c.http.web_root, Some(PathBuf::from("/etc/popgate/web")));
+        assert_eq!(c.limits.max_message_size, 1000);
+        assert_eq!(c.limits.max_recipients, 7);
+        assert_eq!(c.limits.smtp_idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.limits.max_connections, 3);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(!c.log.transcripts);
+    }
+
+    #[test]
+    fn listen_table_present_starts_only_named_listeners() {
+        let c = parse("[listen]\npop3 = \"127.0.0.1:0\"\n").expect("config");
+        assert_eq!(
+            c.listen,
+            Listen {
+                pop3: Some("127.0.0.1:0".parse().expect("addr")),
+                ..Listen::default()
+            }
+        );
+        let c = parse("[listen]\n").expect("config");
+        assert_eq!(c.listen.summary(), "none");
+    }
+
+    #[test]
+    fn relative_data_dir_is_relative_to_the_config_folder() {
+        let c = parse("data_dir = \"state/mail\"\n[users]\nfile = \"db/users\"\n").expect("config");
+        assert_eq!(c.data_dir, Path::new("/etc/popgate/state/mail"));
+        assert_eq!(c.users_file, Path::new("/etc/popgate/state/mail/db/users"));
+    }
+
+    #[test]
+    fn errors_name_key_line_and_expectation() {
+        // (config text, fragments the message must contain)
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "hostname = \"a\"\n\n[grant]\nttl = \"30m\"\nbogus = 1\n",
+                &[
+                    "grant.bogus",
+                    "line 5",
+                    "unknown field `bogus`",
+                    "expected one of",
+                ],
+            ),
+            ("colour = \"red\"\n", &["colour", "line 1", "unknown field"]),
+            (
+                "[listen]\nsmtp = \"127.0.0.1\"\n",
+                &["listen.smtp", "line 2", "not a socket address", "ip:port"],
+            ),
+            (
+                "[listen]\nhttp = 8025\n",
+                &["listen.http", "line 2", "expected a string"],
+            ),
+            (
+                "[grant]\ndeny = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n",
+                &["grant.deny", "line 2", "prefix"],
+            ),
+            (
+                "[grant]\nttl = \"soon\"\n",
+                &["grant.ttl", "line 2", "not a duration", "30m"],
+            ),
+            (
+                "\n\ndomains = []\n",
+                &[
+                    "domains",
+                    "line 3",
+                    "no local domains",
+                    "expected at least one",
+                ],
+            ),
+            (
+                "domains = [\"exa mple.test\"]\n",
+                &["domains", "line 1", "not a domain name"],
+            ),
+            (
+                "[grant]\nipv4_prefix = 33\n",
+                &["grant.ipv4_prefix", "line 2", "0 to 32"],
+            ),
+            (
+                "[grant]\nstore = \"mysql://x\"\n",
+                &["grant.store", "line 2", "memory"],
+            ),
+            (
+                "[relay.policy]\nsmtp = [\"grant\", \"everyone\"]\n",
+                &[
+                    "relay.policy.smtp",
+                    "line 2",
+                    "unknown variant `everyone`",
+                    "`trusted`",
+                ],
+            ),
+            (
+                "[relay.transport]\n\"partner.test\" = \"nowhere\"\n",
+                &["relay.transport.partner.test", "line 2", "host:port"],
+            ),
+            (
+                "[relay.transport]\n\"bad domain\" = \"127.0.0.1:25\"\n",
+                &["relay.transport", "line 2", "not a domain name"],
+            ),
+            (
+                "[log]\nformat = \"xml\"\n",
+                &["log.format", "line 2", "`json`"],
+            ),
+            (
+                "[limits]\nsmtp_idle_timeout = \"5 parsecs\"\n",
+                &["limits.smtp_idle_timeout", "line 2", "not a duration"],
+            ),
+            ("[tls]\ncert = \"c.pem\"\n", &["tls", "missing field `key`"]),
+            ("[listen\n", &["line 1", "invalid table header"]),
+            (
+                "[listen]\nhttp = \"0.0.0.0:8025\"\n",
+                &["http.admin_token", "required", "not on loopback"],
+            ),
+        ];
+        for (text, fragments) in cases {
+            let err = match parse(text) {
+                Ok(c) => panic!("{text:?} should fail, got {c:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            for f in *fragments {
+                assert!(err.contains(f), "{text:?}: {err:?} lacks {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("popgate.toml");
+        std::fs::write(&path, "data_dir = \"d\"\nnope = 1\n").expect("write");
+        let err = format!("{:#}", Config::load(Some(&path)).expect_err("bad key"));
+        assert!(err.contains("popgate.toml"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let missing = dir.path().join("missing.toml");
+        let err = format!("{:#}", Config::load(Some(&missing)).expect_err("missing"));
+        assert!(err.contains("cannot read config file"), "{err}");
+        std::fs::write(&path, "data_dir = \"d\"\n").expect("write");
+        let c = Config::load(Some(&path)).expect("config");
+        assert_eq!(c.data_dir, dir.path().join("d"));
+    }
+}
