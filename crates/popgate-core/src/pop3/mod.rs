@@ -33,6 +33,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The settings a POP3 session needs (DESIGN.md `[pop3]`, `[grant] require_tls`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pop3Config {
+    /// This server's name, for replies that carry one (the RFC 1939 §7 APOP
+    /// timestamp, once APOP is offered).
     pub hostname: String,
     /// Longest command line, without CRLF ([`DEFAULT_MAX_LINE`]).
     pub max_line: usize,

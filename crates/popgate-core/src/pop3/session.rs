@@ -83,8 +83,9 @@ impl Maildrop {
 
     /// RFC 1939 §5 STAT: count and octets of the messages not marked deleted.
     fn stat(&self) -> (usize, u64) {
-        self.live()
-            .fold((0, 0), |(n, octets), (_, m)| (n + 1, octets + m.size))
+        self.live().fold((0, 0), |(n, octets), (_, m)| {
+            (n + 1, octets.saturating_add(m.size))
+        })
     }
 
     /// The message a client's number names, if it exists and is not marked deleted.
@@ -220,9 +221,10 @@ enum Answer {
 ///     // 3. Perform one effect and feed its result back. At most one effect that
 ///     //    expects a result is outstanding; while it is, buffered input waits.
 ///     if let Some(effect) = session.poll_effect() {
-///         let expects = effect.expects_result();
-///         let result = backend.perform(effect);    // None for CloseMaildrop
-///         if expects { session.handle_result(now(), result) }
+///         // Some(result) exactly when effect.expects_result() (not CloseMaildrop).
+///         if let Some(result) = backend.perform(effect) {
+///             session.handle_result(now(), result);
+///         }
 ///         continue;
 ///     }
 ///     // 4. Over: everything above is drained, close the socket.
@@ -233,6 +235,7 @@ enum Answer {
 ///             0 | Err(_) => session.handle_disconnect(now()),
 ///             n => session.handle_input(now(), &buf[..n]),
 ///         },
+///         // poll_timeout() None: no deadline, this branch never fires.
 ///         _ = sleep_until(session.poll_timeout()) => session.handle_timeout(now()),
 ///         _ = shutdown.changed() => session.handle_shutdown(now()),
 ///     }
@@ -345,11 +348,16 @@ impl Pop3Session {
             return;
         };
         if self.state == Pop3State::Closed {
-            // The peer left while the effect was in flight: give back what it took.
-            if let (Pending::Open { user }, Pop3Result::Maildrop(MaildropResult::Opened(_))) =
-                (pending, result)
-            {
-                self.effects.push_back(Pop3Effect::CloseMaildrop { user });
+            // The peer left while the effect was in flight: give back what it took,
+            // and still report what it did.
+            match (pending, result) {
+                (Pending::Open { user }, Pop3Result::Maildrop(MaildropResult::Opened(_))) => {
+                    self.effects.push_back(Pop3Effect::CloseMaildrop { user });
+                }
+                (Pending::Update { removed, .. }, Pop3Result::Updated { ok: true }) => {
+                    self.messages_removed(now, removed);
+                }
+                _ => {}
             }
             return;
         }
@@ -595,20 +603,18 @@ impl Pop3Session {
 
     fn updated(&mut self, now: Millis, removed: usize, left: usize, ok: bool) {
         if ok {
-            let user = self.user.clone().unwrap_or_default();
-            self.event(
-                now,
-                EventKind::MessagesRemoved {
-                    user,
-                    count: removed,
-                },
-            );
+            self.messages_removed(now, removed);
             let text = format!("{} ({left} messages left)", SIGNING_OFF.text);
             self.send_line(now, SIGNING_OFF.line_with(&text));
         } else {
             self.send(now, NOT_REMOVED);
         }
         self.close(now, CloseReason::Quit);
+    }
+
+    fn messages_removed(&mut self, now: Millis, count: usize) {
+        let user = self.user.clone().unwrap_or_default();
+        self.event(now, EventKind::MessagesRemoved { user, count });
     }
 
     fn authenticated(&mut self, now: Millis, claimed: String, result: AuthResult) {

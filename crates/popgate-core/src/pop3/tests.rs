@@ -910,6 +910,37 @@ fn a_maildrop_opened_after_the_peer_left_is_closed_again() {
 }
 
 #[test]
+fn an_update_finished_after_the_peer_left_is_still_reported() {
+    let mut h = Harness::new();
+    h.login();
+    h.send("DELE 2\r\n");
+    h.session.handle_input(h.now, b"QUIT\r\n");
+    assert_eq!(h.session.state(), Pop3State::Update);
+    let update = h.session.poll_effect();
+    assert!(matches!(update, Some(Pop3Effect::Update { .. })));
+    h.session.handle_disconnect(h.now);
+    h.session
+        .handle_result(h.now, Pop3Result::Updated { ok: true });
+    assert_eq!(h.pump(), "");
+    assert_eq!(
+        h.effects().last(),
+        Some(&Pop3Effect::CloseMaildrop { user: alice() })
+    );
+    assert_eq!(
+        h.kinds()[h.kinds().len() - 2..],
+        [
+            EventKind::SessionClosed {
+                reason: CloseReason::PeerClosed
+            },
+            EventKind::MessagesRemoved {
+                user: alice(),
+                count: 1
+            },
+        ]
+    );
+}
+
+#[test]
 fn plaintext_refused_without_tls_except_from_this_host() {
     let config = Pop3Config {
         plaintext_auth: false,
