@@ -99,7 +99,7 @@ impl MailStore {
     /// [`io::ErrorKind::StorageFull`] (see [`is_storage_full`]).
     pub fn deliver(&self, address: &str, parts: &[&[u8]]) -> io::Result<String> {
         let dir = self.maildir(address)?;
-        ensure_maildir(&dir).map_err(storage_full)?;
+        self.ensure_maildir(&dir).map_err(storage_full)?;
         let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let crlf_size = crlf_size_of_parts(parts);
         let name = self.unique_name(size, crlf_size);
@@ -237,6 +237,30 @@ impl MailStore {
             key,
             locks: self.locks.clone(),
         })
+    }
+
+    /// Make `tmp`, `new` and `cur` on first delivery. Folders made here are fsynced
+    /// up to the root's parent, so a delivery acknowledged right after survives a
+    /// crash together with the folders that hold it.
+    fn ensure_maildir(&self, dir: &Path) -> io::Result<()> {
+        let subs = ["tmp", "new", "cur"];
+        if subs.iter().all(|s| dir.join(s).is_dir()) {
+            return Ok(());
+        }
+        for sub in subs {
+            create_private_dir(&dir.join(sub))?;
+        }
+        for folder in dir.ancestors() {
+            sync_dir(folder)?;
+            if folder == self.root {
+                // The root itself may be new too.
+                if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn unique_name(&self, size: u64, crlf_size: u64) -> String {
@@ -445,13 +469,6 @@ fn host_part() -> String {
     host.chars().take(MAX_HOST_PART).collect()
 }
 
-fn ensure_maildir(dir: &Path) -> io::Result<()> {
-    for sub in ["tmp", "new", "cur"] {
-        create_private_dir(&dir.join(sub))?;
-    }
-    Ok(())
-}
-
 // ---- durable files ---------------------------------------------------------------
 
 /// Create `dir` and missing parents, mode 0700 (mail and password files are private).
@@ -485,7 +502,12 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    create_private_dir(&dir)?;
+    if !dir.is_dir() {
+        create_private_dir(&dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -571,7 +593,7 @@ mod tests {
     fn messages_left_by_other_programs() {
         let (_dir, store) = store();
         let maildir = store.maildir("u@d.test").expect("maildir");
-        ensure_maildir(&maildir).expect("mkdir");
+        store.ensure_maildir(&maildir).expect("mkdir");
         // Seen and flagged by a mail reader, no W=: computed from the file.
         fs::write(maildir.join("cur").join("1000.abc.host:2,S"), b"x\ny\n").expect("write");
         // Older, in new/, no size fields at all.
