@@ -397,6 +397,11 @@ impl Config {
 
     /// Rules that span several keys (each key alone was checked while reading).
     fn check(&self) -> anyhow::Result<()> {
+        if self.limits.max_connections == 0 {
+            bail!(
+                "key `limits.max_connections`: 0 would refuse every connection; expected at least 1"
+            );
+        }
         if let Some(addr) = self.listen.http
             && !addr.ip().is_loopback()
             && self.http.admin_token.is_empty()
@@ -1022,6 +1027,10 @@ transcripts = false
             ),
             ("[tls]\ncert = \"c.pem\"\n", &["tls", "missing field `key`"]),
             ("[listen\n", &["line 1", "invalid table header"]),
+            (
+                "[limits]\nmax_connections = 0\n",
+                &["limits.max_connections", "at least 1"],
+            ),
             (
                 "[listen]\nhttp = \"0.0.0.0:8025\"\n",
                 &["http.admin_token", "required", "not on loopback"],
