@@ -205,7 +205,7 @@ fn user(action: &UserCommand, config: &Config, out: &mut impl Write) -> anyhow::
 }
 
 fn canonical(config: &Config, address: &str) -> String {
-    UserDb::parse("", &config.domains, "").canonical(address)
+    crate::users::canonical(&config.domains, address)
 }
 
 /// A user's address must be at a local domain: mail for anything else never reaches

@@ -205,7 +205,9 @@ impl UserDb {
     }
 }
 
-fn canonical(domains: &[String], login: &str) -> String {
+/// A login name's canonical address: lowercase; a bare name (`taro`) is that user at
+/// the first of `domains`.
+pub fn canonical(domains: &[String], login: &str) -> String {
     let lower = login.trim().to_ascii_lowercase();
     if lower.contains('@') {
         return lower;
