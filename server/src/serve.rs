@@ -63,11 +63,13 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     let mut stdout = std::io::stdout().lock();
     for (name, listener) in &listeners {
         let addr = listener.local_addr()?;
-        writeln!(stdout, "popgate: listening {name} {addr}")?;
+        writeln!(stdout, "popgate: listening {} {addr}", name.name())?;
     }
     let http_addr = match &shared.config.listen.http {
         Some(addr) => {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding http on {addr}"))?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding http on {addr}"))?;
             let bound = listener.local_addr()?;
             writeln!(stdout, "popgate: listening http {bound}")?;
             let app = http::router(shared.clone());
@@ -76,7 +78,10 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
                 let stop = async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
                     tracing::error!(error = %e, "http server failed");
                 }
             });
@@ -106,7 +111,10 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     shutdown.await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
+        .await
+        .is_err()
+    {
         tracing::warn!("sessions still open after the grace period; closing them");
     }
     Ok(())
@@ -167,7 +175,9 @@ async fn accept_loop(
             let _done = done;
             let local = stream.local_addr().unwrap_or(peer);
             match permit {
-                Some(_permit) => driver::serve_connection(shared, protocol, stream, peer, local, shutdown).await,
+                Some(_permit) => {
+                    driver::serve_connection(shared, protocol, stream, peer, local, shutdown).await
+                }
                 None => driver::refuse_busy(protocol, stream).await,
             }
         });

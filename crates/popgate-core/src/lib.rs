@@ -9,9 +9,10 @@
 //!
 //! # Layout
 //!
+//! * [`driver`]: the handle_*/poll_* contract both sessions share, as a trait.
 //! * [`time`]: the [`Millis`] instant and wall-clock date formatting.
 //! * [`net`]: address canonicalisation, prefix masking and CIDR ranges.
-//! * [`line`]: the bounded line receiver both protocols read commands with.
+//! * [`line`](mod@line): the bounded line receiver both protocols read commands with.
 //! * [`reply`]: every SMTP and POP3 reply users and scripts match on, defined once.
 //! * [`event`]: the [`Event`] stream the dashboard renders, with secrets redacted.
 //! * [`grant`]: the POP-before-SMTP grant table (the heart).
@@ -19,6 +20,7 @@
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 
+pub mod driver;
 pub mod event;
 pub mod grant;
 pub mod line;

@@ -18,7 +18,10 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        Clock { wall_at_start, start: Instant::now() }
+        Clock {
+            wall_at_start,
+            start: Instant::now(),
+        }
     }
 
     pub fn now(&self) -> Millis {

@@ -67,7 +67,11 @@ pub async fn serve_connection(
 
 /// Over the connection limit: one reply, then close (DESIGN reply table).
 pub async fn refuse_busy(protocol: Protocol, mut stream: TcpStream) {
-    let line = if protocol.is_pop3() { POP3_TOO_MANY_CONNECTIONS.line() } else { TOO_MANY_CONNECTIONS.line() };
+    let line = if protocol.is_pop3() {
+        POP3_TOO_MANY_CONNECTIONS.line()
+    } else {
+        TOO_MANY_CONNECTIONS.line()
+    };
     let _ = stream.write_all(line.as_bytes()).await;
     let _ = stream.shutdown().await;
 }

@@ -4,8 +4,8 @@
 //! resynchronises from a snapshot); a publisher never waits, so the mail path is never
 //! slowed by a browser.
 
-use popgate_core::event::{EventKind, RelayOutcome};
 use popgate_core::Event;
+use popgate_core::event::{EventKind, RelayOutcome};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -24,7 +24,11 @@ pub struct EventBus {
 impl EventBus {
     pub fn new(transcripts: bool) -> EventBus {
         let (tx, _) = broadcast::channel(EVENT_CAPACITY);
-        EventBus { tx, seq: Mutex::new(0), transcripts }
+        EventBus {
+            tx,
+            seq: Mutex::new(0),
+            transcripts,
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -34,7 +38,10 @@ impl EventBus {
     /// Publish one event; `peer` is the client of the session that caused it, for the
     /// log line (fail2ban matches `peer=`).
     pub fn publish(&self, mut event: Event, peer: Option<SocketAddr>) {
-        let is_transcript = matches!(event.kind, EventKind::ClientLine { .. } | EventKind::ServerLine { .. });
+        let is_transcript = matches!(
+            event.kind,
+            EventKind::ClientLine { .. } | EventKind::ServerLine { .. }
+        );
         if is_transcript && !self.transcripts {
             return;
         }
@@ -52,16 +59,28 @@ impl EventBus {
 /// One `key=value` line per notable event (DESIGN "Logging").
 fn log(event: &Event, peer: Option<SocketAddr>) {
     let session = event.session.map(|s| s.0).unwrap_or(0);
-    let peer = peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "-".into());
+    let peer = peer
+        .map(|p| p.ip().to_string())
+        .unwrap_or_else(|| "-".into());
     match &event.kind {
-        EventKind::SessionOpened { protocol, peer, local, tls } => {
-            tracing::info!("event=connect session={session} protocol={} peer={peer} local={local} tls={tls}", protocol.name())
+        EventKind::SessionOpened {
+            protocol,
+            peer,
+            local,
+            tls,
+        } => {
+            tracing::info!(
+                "event=connect session={session} protocol={} peer={peer} local={local} tls={tls}",
+                protocol.name()
+            )
         }
         EventKind::SessionClosed { reason } => {
             tracing::info!("event=disconnect session={session} peer={peer} reason={reason:?}")
         }
         EventKind::AuthSucceeded { user, mechanism } => {
-            tracing::info!("event=auth_ok session={session} peer={peer} user={user} mechanism={mechanism}")
+            tracing::info!(
+                "event=auth_ok session={session} peer={peer} user={user} mechanism={mechanism}"
+            )
         }
         EventKind::AuthFailed { user, mechanism } => tracing::warn!(
             "event=auth_failed session={session} peer={peer} user={} mechanism={mechanism}",
@@ -72,13 +91,20 @@ fn log(event: &Event, peer: Option<SocketAddr>) {
             grant.key,
             grant.user,
             grant.expires.0,
-            grant.messages_left.map(|n| n.to_string()).unwrap_or_else(|| "unlimited".into())
+            grant
+                .messages_left
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "unlimited".into())
         ),
         EventKind::GrantRefused { key, user, reason } => {
-            tracing::info!("event=grant_refused session={session} key={key} user={user} reason={reason:?}")
+            tracing::info!(
+                "event=grant_refused session={session} key={key} user={user} reason={reason:?}"
+            )
         }
         EventKind::GrantExpired { key } => tracing::info!("event=grant_expired key={key}"),
-        EventKind::GrantRevoked { key, reason } => tracing::info!("event=grant_revoked key={key} reason={reason:?}"),
+        EventKind::GrantRevoked { key, reason } => {
+            tracing::info!("event=grant_revoked key={key} reason={reason:?}")
+        }
         EventKind::RelayDecision { rcpt, decision } => {
             let outcome = match decision {
                 RelayOutcome::Local => "local".to_string(),
@@ -88,13 +114,23 @@ fn log(event: &Event, peer: Option<SocketAddr>) {
                 RelayOutcome::Denied { reason } => format!("denied reason={reason:?}"),
                 RelayOutcome::UnknownUser => "unknown_user".to_string(),
             };
-            tracing::info!("event=relay session={session} peer={peer} rcpt={rcpt} decision={outcome}")
+            tracing::info!(
+                "event=relay session={session} peer={peer} rcpt={rcpt} decision={outcome}"
+            )
         }
-        EventKind::MessageAccepted { id, from, rcpts, size, relayed } => tracing::info!(
+        EventKind::MessageAccepted {
+            id,
+            from,
+            rcpts,
+            size,
+            relayed,
+        } => tracing::info!(
             "event=accepted session={session} peer={peer} id={id} from=<{from}> rcpts={} size={size} relayed={relayed}",
             rcpts.len()
         ),
-        EventKind::MessageDelivered { id, mailbox } => tracing::info!("event=delivered id={id} mailbox={mailbox}"),
+        EventKind::MessageDelivered { id, mailbox } => {
+            tracing::info!("event=delivered id={id} mailbox={mailbox}")
+        }
         EventKind::MessageQueued { id, rcpts } => {
             tracing::info!("event=queued id={id} rcpts={}", rcpts.len())
         }

@@ -29,7 +29,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn web_root(shared: &Shared) -> Option<PathBuf> {
-    let root = shared.config.http.web_root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_WEB_ROOT));
+    let root = shared
+        .config
+        .http
+        .web_root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_WEB_ROOT));
     root.join("index.html").is_file().then_some(root)
 }
 
@@ -56,7 +61,10 @@ async fn grants(State(shared): State<Arc<Shared>>) -> Json<GrantList> {
     let list = shared.with_grants(None, |g| g.list(now));
     let grants = list
         .into_iter()
-        .map(|grant| GrantRow { remaining_ms: now.until(grant.expires).as_millis() as u64, grant })
+        .map(|grant| GrantRow {
+            remaining_ms: now.until(grant.expires).as_millis() as u64,
+            grant,
+        })
         .collect();
     Json(GrantList { now: now.0, grants })
 }

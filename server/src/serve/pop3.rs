@@ -5,7 +5,9 @@ use super::state::Shared;
 use crate::maildir::{MaildropEntry, MaildropLock};
 use crate::users::Verify;
 use popgate_core::SessionId;
-use popgate_core::pop3::{AuthResult, MaildropResult, MessageMeta, MessageResult, Pop3Effect, Pop3Result, Pop3Session};
+use popgate_core::pop3::{
+    AuthResult, MaildropResult, MessageMeta, MessageResult, Pop3Effect, Pop3Result, Pop3Session,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,13 +29,19 @@ struct OpenMaildrop {
 
 impl Pop3Performer {
     pub fn new(shared: Arc<Shared>, peer: SocketAddr, id: SessionId) -> Pop3Performer {
-        Pop3Performer { shared, peer, id, maildrop: None }
+        Pop3Performer {
+            shared,
+            peer,
+            id,
+            maildrop: None,
+        }
     }
 
     async fn authenticate(&self, user: String, password: popgate_core::Secret) -> AuthResult {
         let db = self.shared.users();
         // Password hashing is deliberately slow: keep it off the IO threads.
-        let verdict = tokio::task::spawn_blocking(move || db.verify(&user, password.expose())).await;
+        let verdict =
+            tokio::task::spawn_blocking(move || db.verify(&user, password.expose())).await;
         match verdict {
             Ok(Verify::Ok { user }) => AuthResult::Ok { user },
             Ok(Verify::Bad) => AuthResult::Failed,
@@ -49,9 +57,18 @@ impl Pop3Performer {
         let opened = tokio::task::spawn_blocking(move || shared.store.open(&user)).await;
         match opened {
             Ok(Ok(entries)) => {
-                let meta = entries.iter().map(|e| MessageMeta { uid: e.uid.clone(), size: e.size }).collect();
+                let meta = entries
+                    .iter()
+                    .map(|e| MessageMeta {
+                        uid: e.uid.clone(),
+                        size: e.size,
+                    })
+                    .collect();
                 let entries = entries.into_iter().map(|e| (e.uid.clone(), e)).collect();
-                self.maildrop = Some(OpenMaildrop { entries, _lock: lock });
+                self.maildrop = Some(OpenMaildrop {
+                    entries,
+                    _lock: lock,
+                });
                 MaildropResult::Opened(meta)
             }
             Ok(Err(e)) => {
@@ -63,7 +80,12 @@ impl Pop3Performer {
     }
 
     async fn retrieve(&self, uid: String) -> MessageResult {
-        let Some(entry) = self.maildrop.as_ref().and_then(|m| m.entries.get(&uid)).cloned() else {
+        let Some(entry) = self
+            .maildrop
+            .as_ref()
+            .and_then(|m| m.entries.get(&uid))
+            .cloned()
+        else {
             return MessageResult::Gone;
         };
         let shared = self.shared.clone();
@@ -82,7 +104,11 @@ impl Pop3Performer {
         let Some(maildrop) = self.maildrop.as_ref() else {
             return delete.is_empty();
         };
-        let entries: Vec<MaildropEntry> = delete.iter().filter_map(|uid| maildrop.entries.get(uid)).cloned().collect();
+        let entries: Vec<MaildropEntry> = delete
+            .iter()
+            .filter_map(|uid| maildrop.entries.get(uid))
+            .cloned()
+            .collect();
         let shared = self.shared.clone();
         let removed = tokio::task::spawn_blocking(move || {
             let refs: Vec<&MaildropEntry> = entries.iter().collect();
@@ -103,18 +129,23 @@ impl Pop3Performer {
 impl Perform<Pop3Session> for Pop3Performer {
     async fn perform(&mut self, effect: Pop3Effect) -> Option<Pop3Result> {
         match effect {
-            Pop3Effect::Authenticate { user, password } => Some(Pop3Result::Auth(self.authenticate(user, password).await)),
+            Pop3Effect::Authenticate { user, password } => {
+                Some(Pop3Result::Auth(self.authenticate(user, password).await))
+            }
             Pop3Effect::Grant { user } => {
                 // DESIGN: the grant is stored before the reply is written; this call
                 // returns only once it is in the table.
                 let now = self.shared.clock.now();
                 let (peer, id) = (self.peer, self.id);
-                self.shared.with_grants(Some(peer), |g| g.login(now, peer.ip(), &user, id));
+                self.shared
+                    .with_grants(Some(peer), |g| g.login(now, peer.ip(), &user, id));
                 Some(Pop3Result::GrantDone)
             }
             Pop3Effect::OpenMaildrop { user } => Some(Pop3Result::Maildrop(self.open(user).await)),
             Pop3Effect::Retrieve { uid } => Some(Pop3Result::Message(self.retrieve(uid).await)),
-            Pop3Effect::Update { delete, .. } => Some(Pop3Result::Updated { ok: self.update(delete).await }),
+            Pop3Effect::Update { delete, .. } => Some(Pop3Result::Updated {
+                ok: self.update(delete).await,
+            }),
             Pop3Effect::CloseMaildrop { .. } => {
                 self.maildrop = None;
                 None

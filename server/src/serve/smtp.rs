@@ -4,7 +4,8 @@ use super::driver::Perform;
 use super::state::Shared;
 use popgate_core::event::EventKind;
 use popgate_core::smtp::{
-    Delivery, LookupResult, ReserveResult, SmtpEffect, SmtpResult, SmtpSession, StoreResult, return_path_header,
+    Delivery, LookupResult, ReserveResult, SmtpEffect, SmtpResult, SmtpSession, StoreResult,
+    return_path_header,
 };
 use popgate_core::{Event, SessionId};
 use std::net::SocketAddr;
@@ -40,7 +41,11 @@ impl SmtpPerformer {
                 remote.push(rcpt.address.clone());
                 continue;
             }
-            let targets = self.shared.aliases.resolve(&rcpt.address).unwrap_or_else(|| vec![rcpt.address.clone()]);
+            let targets = self
+                .shared
+                .aliases
+                .resolve(&rcpt.address)
+                .unwrap_or_else(|| vec![rcpt.address.clone()]);
             for target in targets {
                 if self.is_local_domain(&target) {
                     mailboxes.push(users.canonical(&target));
@@ -57,7 +62,12 @@ impl SmtpPerformer {
 
     fn is_local_domain(&self, address: &str) -> bool {
         match address.rsplit_once('@') {
-            Some((_, domain)) => self.shared.config.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)),
+            Some((_, domain)) => self
+                .shared
+                .config
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain)),
             None => true,
         }
     }
@@ -72,12 +82,19 @@ impl SmtpPerformer {
         let stored = tokio::task::spawn_blocking(move || -> std::io::Result<Stored> {
             let return_path = return_path_header(&delivery.from);
             for mailbox in &mailboxes {
-                shared.store.deliver(mailbox, &[return_path.as_bytes(), &delivery.message])?;
+                shared
+                    .store
+                    .deliver(mailbox, &[return_path.as_bytes(), &delivery.message])?;
             }
             let queued = if remote.is_empty() {
                 None
             } else {
-                Some((shared.queue.enqueue(&delivery.from, &remote, &delivery.message)?, remote))
+                Some((
+                    shared
+                        .queue
+                        .enqueue(&delivery.from, &remote, &delivery.message)?,
+                    remote,
+                ))
             };
             Ok((mailboxes, queued))
         })
@@ -86,14 +103,29 @@ impl SmtpPerformer {
         match stored {
             Ok(Ok((mailboxes, queued))) => {
                 for mailbox in mailboxes {
-                    self.publish(now, EventKind::MessageDelivered { id: id.clone(), mailbox });
+                    self.publish(
+                        now,
+                        EventKind::MessageDelivered {
+                            id: id.clone(),
+                            mailbox,
+                        },
+                    );
                 }
                 if let Some((queue_id, rcpts)) = queued {
-                    self.publish(now, EventKind::MessageQueued { id: queue_id, rcpts });
+                    self.publish(
+                        now,
+                        EventKind::MessageQueued {
+                            id: queue_id,
+                            rcpts,
+                        },
+                    );
                 }
                 StoreResult::Stored
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded => {
+            Ok(Err(e))
+                if e.kind() == std::io::ErrorKind::StorageFull
+                    || e.kind() == std::io::ErrorKind::QuotaExceeded =>
+            {
                 tracing::error!(error = %e, "storing message failed: disk full");
                 StoreResult::DiskFull
             }
@@ -106,7 +138,9 @@ impl SmtpPerformer {
     }
 
     fn publish(&self, now: popgate_core::Millis, kind: EventKind) {
-        self.shared.events.publish(Event::new(now, Some(self.id), kind), Some(self.peer));
+        self.shared
+            .events
+            .publish(Event::new(now, Some(self.id), kind), Some(self.peer));
     }
 }
 
@@ -117,18 +151,22 @@ impl Perform<SmtpSession> for SmtpPerformer {
         match effect {
             SmtpEffect::LookupLocal { address } => Some(SmtpResult::Lookup(self.lookup(&address))),
             SmtpEffect::ReserveGrant => {
-                let reserved = self.shared.with_grants(Some(peer), |g| g.reserve(now, peer.ip(), id));
+                let reserved = self
+                    .shared
+                    .with_grants(Some(peer), |g| g.reserve(now, peer.ip(), id));
                 Some(SmtpResult::Reserve(match reserved {
                     Ok(r) => ReserveResult::Reserved(r),
                     Err(refusal) => ReserveResult::Refused(refusal),
                 }))
             }
             SmtpEffect::CommitGrant { key } => {
-                self.shared.with_grants(Some(peer), |g| g.commit(now, key, id));
+                self.shared
+                    .with_grants(Some(peer), |g| g.commit(now, key, id));
                 None
             }
             SmtpEffect::ReleaseGrant { key } => {
-                self.shared.with_grants(Some(peer), |g| g.release(now, key, id));
+                self.shared
+                    .with_grants(Some(peer), |g| g.release(now, key, id));
                 None
             }
             SmtpEffect::Deliver(delivery) => Some(SmtpResult::Stored(self.store(delivery).await)),

@@ -53,7 +53,7 @@ impl Shared {
         let users = UserDb::load(&config.users_file, &config.domains)?;
         let aliases = Aliases::load(&config.aliases_file, &config.domains)?;
         let store = MailStore::new(config.data_dir.join("mail"));
-        let queue = Queue::open(&config.data_dir.join("queue"))
+        let queue = Queue::open(config.data_dir.join("queue"))
             .with_context(|| format!("opening the queue in {}", config.data_dir.display()))?;
         let grants = GrantTable::new(config.grant.core());
         let events = EventBus::new(config.log.transcripts);
@@ -90,7 +90,10 @@ impl Shared {
             events,
             grants: Mutex::new(grants),
             grants_changed: Notify::new(),
-            users: RwLock::new(UsersState { db: Arc::new(users), stamp }),
+            users: RwLock::new(UsersState {
+                db: Arc::new(users),
+                stamp,
+            }),
             aliases,
             store,
             queue,
@@ -113,7 +116,11 @@ impl Shared {
     }
 
     /// Run `f` on the grant table, then publish the events it made.
-    pub fn with_grants<T>(&self, peer: Option<SocketAddr>, f: impl FnOnce(&mut GrantTable) -> T) -> T {
+    pub fn with_grants<T>(
+        &self,
+        peer: Option<SocketAddr>,
+        f: impl FnOnce(&mut GrantTable) -> T,
+    ) -> T {
         let (out, events) = {
             let mut table = self.grant_table();
             let out = f(&mut table);
