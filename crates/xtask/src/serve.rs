@@ -12,8 +12,8 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Read},
-    process::{ExitCode, ExitStatus, Stdio},
-    sync::mpsc::{self, Sender},
+    process::{Command, ExitCode, ExitStatus, Stdio},
+    sync::mpsc::{self, Receiver, Sender},
     thread,
 };
 
@@ -53,18 +53,51 @@ pub fn run(repo: &Repo, popgate_args: &[String]) -> Result<ExitCode> {
     })
     .context("could not install the Ctrl-C handler")?;
 
-    let binary = repo.target_dir().join("release").join("popgate");
-    let mut cmd = repo.cmd(&binary);
-    cmd.arg("serve")
-        .args(popgate_args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+    let mut cmd = repo.cmd(repo.target_dir().join("release").join("popgate"));
+    cmd.arg("serve").args(popgate_args);
+    let outcome = supervise(repo, &mut cmd, notes, &inbox, |listeners| {
+        print_welcome(repo, listeners)
+    })?;
+    let status = outcome.status;
+    if outcome.interrupts > 0 {
+        println!("popgate stopped ({status})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !outcome.ready {
+        bail!("popgate exited before it was ready ({status})");
+    }
+    if !status.success() {
+        bail!("popgate exited ({status})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How a supervised popgate ended.
+#[derive(Debug)]
+struct Outcome {
+    ready: bool,
+    interrupts: u32,
+    status: ExitStatus,
+}
+
+/// Runs `cmd` (popgate) relaying its stdout, calls `on_ready` with the listeners once it
+/// prints the readiness line, forwards each `Note::Interrupt` arriving in `inbox`, and
+/// returns once popgate has exited and all its output is relayed. `notes` is the sender
+/// side of `inbox`, lent to the threads that watch the child.
+fn supervise(
+    repo: &Repo,
+    cmd: &mut Command,
+    notes: Sender<Note>,
+    inbox: &Receiver<Note>,
+    mut on_ready: impl FnMut(&[Listener]),
+) -> Result<Outcome> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
-    let shown = display(&cmd);
+    let shown = display(cmd);
     println!("$ {shown}");
     let mut child = cmd
         .spawn()
@@ -72,7 +105,7 @@ pub fn run(repo: &Repo, popgate_args: &[String]) -> Result<ExitCode> {
     let pid = child.id();
     let Some(stdout) = child.stdout.take() else {
         let _ = child.kill();
-        bail!("popgate's stdout was not captured");
+        bail!("the stdout of `{shown}` was not captured");
     };
     spawn_line_reader(stdout, notes.clone());
     // This thread owns the child: it reaps it and reports the exit. We signal by pid,
@@ -88,8 +121,9 @@ pub fn run(repo: &Repo, popgate_args: &[String]) -> Result<ExitCode> {
     let mut exit: Option<ExitStatus> = None;
     // Finish when popgate has exited AND every line it wrote has been relayed.
     while stdout_open || exit.is_none() {
-        // Our own senders live as long as this loop, so the channel cannot close.
-        let Ok(note) = inbox.recv() else { break };
+        let Ok(note) = inbox.recv() else {
+            bail!("lost track of `{shown}` (pid {pid})");
+        };
         match note {
             Note::Line(line) => {
                 println!("{line}");
@@ -100,12 +134,12 @@ pub fn run(repo: &Repo, popgate_args: &[String]) -> Result<ExitCode> {
                     listeners.push(listener);
                 } else if line.trim_end() == READY {
                     ready = true;
-                    print_welcome(repo, &listeners);
+                    on_ready(&listeners);
                 }
             }
             Note::StdoutClosed => stdout_open = false,
             Note::Exited(status) => {
-                exit = Some(status.context("could not wait for popgate")?);
+                exit = Some(status.with_context(|| format!("could not wait for `{shown}`"))?);
             }
             Note::Interrupt => {
                 interrupts += 1;
@@ -115,21 +149,14 @@ pub fn run(repo: &Repo, popgate_args: &[String]) -> Result<ExitCode> {
             }
         }
     }
-
     let Some(status) = exit else {
-        bail!("lost track of popgate (pid {pid})");
+        bail!("lost track of `{shown}` (pid {pid})");
     };
-    if interrupts > 0 {
-        println!("popgate stopped ({status})");
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !ready {
-        bail!("popgate exited before it was ready ({status})");
-    }
-    if !status.success() {
-        bail!("popgate exited ({status})");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome {
+        ready,
+        interrupts,
+        status,
+    })
 }
 
 #[derive(Debug)]
@@ -273,6 +300,88 @@ mod tests {
         assert_eq!(parse_listening("popgate: listening pop3"), None);
         assert_eq!(parse_listening("popgate: listening a b c"), None);
         assert_eq!(parse_listening("INFO popgate: listening pop3 x"), None);
+    }
+
+    #[cfg(unix)]
+    /// A stand-in for popgate: prints its readiness lines, then either exits with `exit`
+    /// or, when `exit` is None, waits for SIGINT and shuts down.
+    fn fake_popgate(repo: &Repo, exit: Option<u8>) -> Command {
+        let end = match exit {
+            Some(code) => format!("sys.exit({code})"),
+            None => "signal.pause()".to_string(),
+        };
+        // Like popgate, it is ready for SIGINT before it says `ready`: the whole script
+        // runs inside the try.
+        let script = format!(
+            "import signal, sys\n\
+             try:\n\
+             \x20   print('popgate: listening pop3 127.0.0.1:2110')\n\
+             \x20   print('popgate: listening http 127.0.0.1:8025')\n\
+             \x20   print('popgate: ready', flush=True)\n\
+             \x20   {end}\n\
+             except KeyboardInterrupt:\n\
+             \x20   print('popgate: stopped')\n"
+        );
+        let mut cmd = repo.cmd("python3");
+        cmd.args(["-c", &script]);
+        cmd
+    }
+
+    #[cfg(unix)]
+    /// Supervises the fake; returns how it ended and the listener names seen at ready.
+    fn supervise_fake(exit: Option<u8>, interrupt_when_ready: bool) -> (Outcome, Vec<String>) {
+        let repo = Repo::locate().expect("the repository root");
+        let (notes, inbox) = mpsc::channel();
+        let interrupt = notes.clone();
+        let mut seen = Vec::new();
+        let outcome = supervise(
+            &repo,
+            &mut fake_popgate(&repo, exit),
+            notes,
+            &inbox,
+            |listeners| {
+                seen = listeners.iter().map(|l| l.name.clone()).collect();
+                if interrupt_when_ready {
+                    interrupt
+                        .send(Note::Interrupt)
+                        .expect("the supervisor is listening");
+                }
+            },
+        )
+        .expect("the fake popgate runs");
+        (outcome, seen)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn readiness_is_read_from_stdout_with_the_listeners_before_it() {
+        let (outcome, listeners) = supervise_fake(Some(0), false);
+        assert!(outcome.ready);
+        assert!(outcome.status.success());
+        assert_eq!(outcome.interrupts, 0);
+        assert_eq!(listeners, ["pop3", "http"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ctrl_c_is_forwarded_as_sigint_and_the_shutdown_awaited() {
+        let (outcome, _) = supervise_fake(None, true);
+        assert!(outcome.ready);
+        assert_eq!(outcome.interrupts, 1);
+        assert!(
+            outcome.status.success(),
+            "the fake shut down cleanly: {}",
+            outcome.status
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_exit_status_is_reported() {
+        let (outcome, listeners) = supervise_fake(Some(3), false);
+        assert!(outcome.ready);
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(outcome.status.code(), Some(3));
     }
 
     #[test]
