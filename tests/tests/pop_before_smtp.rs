@@ -142,19 +142,10 @@ fn relayed_message_names_the_granting_user_in_received() {
     let server = server();
     let subject = "trace of the grant";
     let out = refuse_login_relay(&server, "127.0.0.2", subject);
-    let data = out.get("DATA2");
-    let id = data
-        .strip_prefix(reply::QUEUED)
-        .unwrap_or_else(|| {
-            panic!(
-                "end of data: expected {:?}<id>, got {data:?}",
-                reply::QUEUED
-            )
-        })
-        .trim()
-        .to_string();
+    assert!(out.get("DATA2").starts_with(reply::QUEUED), "{out:?}");
 
-    // The queued message as `popgate queue show ID` prints it.
+    // The queued message as `popgate queue show ID` prints it, ID from `queue list`.
+    let id = queue_id_for(&server, REMOTE);
     let shown = server.cli(&["queue", "show", &id]);
     assert!(
         shown.contains(subject),
@@ -168,6 +159,41 @@ fn relayed_message_names_the_granting_user_in_received() {
         received.contains(ALICE),
         "the Received header does not name the granting user {ALICE}: {received:?}"
     );
+}
+
+#[test]
+fn queued_as_id_is_the_queue_entry_id() {
+    let server = server();
+    let out = refuse_login_relay(&server, "127.0.0.2", "which id");
+    let data = out.get("DATA2");
+    let said = data
+        .strip_prefix(reply::QUEUED)
+        .unwrap_or_else(|| {
+            panic!(
+                "end of data: expected {:?}<id>, got {data:?}",
+                reply::QUEUED
+            )
+        })
+        .trim()
+        .to_string();
+    let listed = queue_id_for(&server, REMOTE);
+    assert_eq!(
+        said, listed,
+        "the id in `250 2.0.0 Ok: queued as <id>` is not the id `popgate queue list` shows \
+         (so `popgate queue show <id>` cannot find it)"
+    );
+}
+
+/// The id (first field) of the one `popgate queue list` line that names `rcpt`.
+fn queue_id_for(server: &Server, rcpt: &str) -> String {
+    let list = server.queue_list();
+    let lines: Vec<&str> = list.lines().filter(|l| l.contains(rcpt)).collect();
+    assert_eq!(lines.len(), 1, "queue list lines naming {rcpt}:\n{list}");
+    lines[0]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The first `Received:` header in `text`, unfolded.
