@@ -1,6 +1,7 @@
 //! Hostile and broken input over a raw socket: each bad line gets its error reply and
 //! the session goes on; only CRLF.CRLF ends DATA (no SMTP smuggling).
 
+use popgate_tests::stored::crlf_octets;
 use popgate_tests::{Client, Server, Setup, contains, host, read, reply};
 
 const BOB: &str = "bob@example.test";
@@ -227,4 +228,50 @@ fn only_crlf_dot_crlf_ends_data() {
         "LF.LF: the stored message does not contain `\\n.\\n` as sent:\n{:?}",
         String::from_utf8_lossy(&lf)
     );
+}
+
+/// A message stored with a bare-LF `.` line (as the LF.LF smuggling attempt left it)
+/// is served over POP3 in CRLF form, with that line byte-stuffed (RFC 1939 §3), and
+/// its size counted in CRLF octets: otherwise the `.` would end RETR early.
+#[test]
+fn pop3_serves_a_bare_lf_message_in_crlf_form_and_stuffed() {
+    let server = server();
+    let mut c = Client::smtp_from(server.smtp(), host(2));
+    let r = c.smtp("MAIL FROM:<sender@elsewhere.test>");
+    assert!(r.starts_with("250 "), "MAIL: {r:?}");
+    let r = c.smtp(&format!("RCPT TO:<{BOB}>"));
+    assert!(r.starts_with("250 "), "RCPT: {r:?}");
+    let r = c.smtp_data(b"Subject: bare lf\r\n\r\nbefore\n.\nafter\nlast\r\n");
+    assert!(r.starts_with(reply::QUEUED), "end of data: {r:?}");
+    c.smtp("QUIT");
+
+    let files = server.maildir_files(BOB, "new");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = read(&files[0]);
+    let crlf: Vec<u8> = String::from_utf8_lossy(&file)
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes();
+
+    let mut p = Client::pop3_login(server.pop3(), host(2), BOB, PW);
+    let r = p.pop("LIST 1");
+    assert_eq!(
+        r,
+        format!("+OK 1 {}", crlf_octets(&file)),
+        "LIST 1 counts CRLF octets"
+    );
+    let r = p.pop("RETR 1");
+    assert!(r.starts_with("+OK"), "RETR 1: {r:?}");
+    let mut got: Vec<u8> = Vec::new();
+    for line in p.pop_multiline() {
+        got.extend_from_slice(&line);
+        got.extend_from_slice(b"\r\n");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&crlf),
+        "RETR 1 is not the stored message in CRLF form"
+    );
+    let r = p.pop("QUIT");
+    assert!(r.starts_with("+OK"), "QUIT: {r:?}");
 }

@@ -360,3 +360,39 @@ out("QUIT", p.quit())
         "popgate queue list does not show {REMOTE}:\n{queue}"
     );
 }
+
+/// `popgate user add` while the server runs: the new user can log in at once (the
+/// server re-reads the users file when it changes) and the login grants relay.
+#[test]
+fn user_added_while_running_logs_in_and_gains_a_grant() {
+    let server = Setup::default().start();
+    server.add_user("dave@example.test", "dave-secret-3");
+    let mut pop = Client::pop3_login(server.pop3(), host(5), "dave@example.test", "dave-secret-3");
+    assert!(
+        probe(&server, 5).starts_with("250 "),
+        "relay from 127.0.0.5 after dave's login"
+    );
+    let r = pop.pop("QUIT");
+    assert!(r.starts_with("+OK"), "QUIT: {r:?}");
+}
+
+/// DESIGN: verified credentials grant even when the maildrop is then refused with
+/// `-ERR [IN-USE]` (the user proved who they are).
+#[test]
+fn login_refused_in_use_still_grants() {
+    let server = server();
+    let mut holder = Client::pop3_login(server.pop3(), host(2), ALICE, PW);
+    let mut c = Client::connect_from(server.pop3(), host(6));
+    let greeting = c.read_line();
+    assert!(greeting.starts_with("+OK"), "greeting: {greeting:?}");
+    let r = c.pop(&format!("USER {ALICE}"));
+    assert!(r.starts_with("+OK"), "USER: {r:?}");
+    let r = c.pop(&format!("PASS {PW}"));
+    assert!(r.starts_with(reply::POP3_IN_USE), "second login: {r:?}");
+    assert!(
+        probe(&server, 6).starts_with("250 "),
+        "relay from 127.0.0.6 after an [IN-USE] login"
+    );
+    let r = holder.pop("QUIT");
+    assert!(r.starts_with("+OK"), "QUIT: {r:?}");
+}
