@@ -10,8 +10,6 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const ENVELOPE: &str = "json";
@@ -20,7 +18,6 @@ const MESSAGE: &str = "msg";
 #[derive(Clone, Debug)]
 pub struct Queue {
     dir: PathBuf,
-    counter: Arc<AtomicU64>,
 }
 
 /// One queued message's envelope.
@@ -39,30 +36,36 @@ impl Queue {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Queue> {
         let dir = dir.into();
         crate::maildir::create_private_dir(&dir)?;
-        Ok(Queue {
-            dir,
-            counter: Arc::new(AtomicU64::new(0)),
-        })
+        Ok(Queue { dir })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Store a message for relaying; when this returns `Ok` the entry survives a
-    /// crash. A full disk gives [`io::ErrorKind::StorageFull`].
-    pub fn enqueue(&self, from: &str, recipients: &[String], message: &[u8]) -> io::Result<String> {
+    /// Store a message for relaying under `id` (the id the SMTP session named in its
+    /// `250 ... queued as <id>`, so an operator finds the entry by what the client was
+    /// told); when this returns `Ok` the entry survives a crash. A full disk gives
+    /// [`io::ErrorKind::StorageFull`]; an id already queued gives `AlreadyExists`.
+    pub fn enqueue(
+        &self,
+        id: &str,
+        from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> io::Result<String> {
+        check_id(id)?;
+        if self.path(id, ENVELOPE).exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("queue id {id} exists"),
+            ));
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let queued_at_unix_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        // Time first so ids sort by age; pid and a counter keep them unique across
-        // processes and within one millisecond.
-        let id = format!(
-            "{queued_at_unix_ms:013}-{}-{}",
-            std::process::id(),
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = id.to_owned();
         let entry = QueueEntry {
             id: id.clone(),
             from: from.to_owned(),
@@ -155,12 +158,14 @@ impl Queue {
     }
 }
 
-/// Ids are ours (`digits-digits-digits`); anything else, from a user or an API
-/// request, must not name another file.
+/// Ids are ours (letters, digits, `-` and `.`, starting with a letter or digit);
+/// anything else, from a user or an API request, must not name another file.
 fn check_id(id: &str) -> io::Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let ok = id.len() <= 64
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -181,9 +186,11 @@ mod tests {
         let q = Queue::open(dir.path().join("queue")).expect("open");
         let rcpts = vec!["a@remote.test".to_owned(), "b@remote.test".to_owned()];
         let first = q
-            .enqueue("taro@example.test", &rcpts, b"one\r\n")
+            .enqueue("A1.1.1", "taro@example.test", &rcpts, b"one\r\n")
             .expect("enqueue");
-        let second = q.enqueue("", &rcpts[..1], b"two!\r\n").expect("enqueue");
+        let second = q
+            .enqueue("A1.1.2", "", &rcpts[..1], b"two!\r\n")
+            .expect("enqueue");
         assert_ne!(first, second);
 
         // A reopened queue (a restart) sees the same entries.
@@ -212,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let q = Queue::open(dir.path()).expect("open");
         let id = q
-            .enqueue("a@b.test", &["c@d.test".to_owned()], b"x")
+            .enqueue("A1.2.1", "a@b.test", &["c@d.test".to_owned()], b"x")
             .expect("enqueue");
         fs::remove_file(dir.path().join(format!("{id}.json"))).expect("crash before commit");
         assert!(q.list().expect("list").is_empty());
@@ -228,7 +235,7 @@ mod tests {
     fn ids_cannot_name_other_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let q = Queue::open(dir.path()).expect("open");
-        for bad in ["../x", "a/b", "", ".hidden", "x.json"] {
+        for bad in ["../x", "a/b", "", ".hidden", "-x"] {
             assert_eq!(
                 q.read_message(bad).expect_err(bad).kind(),
                 io::ErrorKind::InvalidInput

@@ -201,6 +201,7 @@ fn queue_list_show_delete() {
         .expect("open queue");
     let id = queue
         .enqueue(
+            "19CCB4B2D38.7.1",
             "taro@example.test",
             &["friend@remote.test".to_owned()],
             b"Subject: hi\r\n\r\nhello\r\n",

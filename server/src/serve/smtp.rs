@@ -90,9 +90,12 @@ impl SmtpPerformer {
                 None
             } else {
                 Some((
-                    shared
-                        .queue
-                        .enqueue(&delivery.from, &remote, &delivery.message)?,
+                    shared.queue.enqueue(
+                        &delivery.id,
+                        &delivery.from,
+                        &remote,
+                        &delivery.message,
+                    )?,
                     remote,
                 ))
             };
