@@ -17,6 +17,7 @@
 //! * [`event`]: the [`Event`] stream the dashboard renders, with secrets redacted.
 //! * [`grant`]: the POP-before-SMTP grant table (the heart).
 //! * [`relay`]: per-listener relay policy.
+//! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 
@@ -28,6 +29,7 @@ pub mod net;
 pub mod pop3;
 pub mod relay;
 pub mod reply;
+pub mod sasl;
 pub mod smtp;
 pub mod time;
 
