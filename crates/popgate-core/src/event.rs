@@ -128,8 +128,10 @@ pub enum EventKind {
     ServerLine {
         line: String,
     },
+    /// A TLS handshake completed (implicit TLS, STARTTLS or STLS).
     TlsStarted {
         version: String,
+        cipher: String,
     },
     AuthSucceeded {
         user: String,
@@ -139,6 +141,17 @@ pub enum EventKind {
     AuthFailed {
         user: Option<String>,
         mechanism: String,
+    },
+    /// A failed login's reply was held back for the address's progressive delay;
+    /// `failures` is the address's count including this one.
+    LoginDelayed {
+        delay_ms: u64,
+        failures: u32,
+    },
+    /// An address failed so often that every further failure gets the longest delay.
+    AddressBlocked {
+        address: String,
+        failures: u32,
     },
     /// SMTP: a transaction began (MAIL accepted) or was reset.
     MailFrom {

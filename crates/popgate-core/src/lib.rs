@@ -18,6 +18,7 @@
 //! * [`grant`]: the POP-before-SMTP grant table (the heart).
 //! * [`relay`]: per-listener relay policy.
 //! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
+//! * [`throttle`]: the progressive per-address login-failure delay.
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 
@@ -31,6 +32,7 @@ pub mod relay;
 pub mod reply;
 pub mod sasl;
 pub mod smtp;
+pub mod throttle;
 pub mod time;
 
 pub use event::{Event, EventKind, Protocol, SessionId};
