@@ -45,6 +45,12 @@ pub mod defaults {
     /// RFC 1939 §3: an autologout timer of at least 10 minutes.
     pub const POP3_IDLE_TIMEOUT_SECS: u64 = 10 * 60;
     pub const MAX_CONNECTIONS: usize = 1000;
+    pub const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
+    /// Dovecot's auth penalty starts at 2 s and doubles up to 15 s.
+    pub const AUTH_FAILURE_DELAY_MS: u64 = 2000;
+    pub const AUTH_FAILURE_DELAY_MAX_MS: u64 = 15_000;
+    pub const AUTH_BLOCK_AFTER: u32 = 10;
+    pub const AUTH_MAX_FAILURES_PER_SESSION: u32 = 3;
 }
 
 /// The whole configuration, resolved: paths are absolute (or relative to the working
@@ -59,6 +65,7 @@ pub struct Config {
     pub listen: Listen,
     pub grant: GrantSettings,
     pub pop3: Pop3Settings,
+    pub auth: AuthSettings,
     /// Resolved against `data_dir` (`[users] file`, default "users").
     pub users_file: PathBuf,
     /// Resolved against `data_dir` (`[aliases] file`, default "aliases").
@@ -260,6 +267,51 @@ pub struct HttpSettings {
     pub web_root: Option<PathBuf>,
 }
 
+/// `[auth]`: SMTP AUTH, POP3 SASL and login hygiene.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// AUTH without TLS from 127.0.0.1 and ::1 (elsewhere: 538 5.7.11).
+    pub plaintext_localhost: bool,
+    /// Offer CRAM-MD5 (SMTP and POP3); it verifies only users stored with `{PLAIN}`.
+    pub cram_md5: bool,
+    /// MAIL FROM of an authenticated session that is not the user's own address.
+    pub sender_policy: SenderPolicySetting,
+    /// Failed authentications one session may make before it is closed.
+    pub max_failures: u32,
+    /// The delay after an address's first failed login; it doubles per failure.
+    #[serde(deserialize_with = "de_duration")]
+    pub failure_delay: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub failure_delay_max: Duration,
+    /// Failures after which an address is reported blocked (every further failure
+    /// waits the maximum).
+    pub block_after: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> AuthSettings {
+        AuthSettings {
+            plaintext_localhost: true,
+            cram_md5: false,
+            sender_policy: SenderPolicySetting::Reject,
+            max_failures: defaults::AUTH_MAX_FAILURES_PER_SESSION,
+            failure_delay: Duration::from_millis(defaults::AUTH_FAILURE_DELAY_MS),
+            failure_delay_max: Duration::from_millis(defaults::AUTH_FAILURE_DELAY_MAX_MS),
+            block_after: defaults::AUTH_BLOCK_AFTER,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderPolicySetting {
+    /// 553 5.7.1 (the default).
+    #[default]
+    Reject,
+    Allow,
+}
+
 /// `[limits]`: named, with Postfix-like defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -271,6 +323,9 @@ pub struct Limits {
     #[serde(deserialize_with = "de_duration")]
     pub pop3_idle_timeout: Duration,
     pub max_connections: usize,
+    /// A TLS handshake (implicit, STARTTLS or STLS) that takes longer is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -281,6 +336,7 @@ impl Default for Limits {
             smtp_idle_timeout: Duration::from_secs(defaults::SMTP_IDLE_TIMEOUT_SECS),
             pop3_idle_timeout: Duration::from_secs(defaults::POP3_IDLE_TIMEOUT_SECS),
             max_connections: defaults::MAX_CONNECTIONS,
+            tls_handshake_timeout: Duration::from_secs(defaults::TLS_HANDSHAKE_TIMEOUT_SECS),
         }
     }
 }
@@ -379,6 +435,7 @@ impl Config {
             listen: raw.listen,
             grant: raw.grant,
             pop3: raw.pop3,
+            auth: raw.auth,
             tls,
             relay: RelaySettings {
                 smarthost: raw.relay.smarthost,
@@ -465,6 +522,7 @@ struct FileConfig {
     listen: Listen,
     grant: GrantSettings,
     pop3: Pop3Settings,
+    auth: AuthSettings,
     users: FileRef,
     aliases: FileRef,
     tls: Option<TlsSettings>,
@@ -483,6 +541,7 @@ impl Default for FileConfig {
             listen: Listen::embedded(),
             grant: GrantSettings::default(),
             pop3: Pop3Settings::default(),
+            auth: AuthSettings::default(),
             users: FileRef {
                 file: PathBuf::from(defaults::USERS_FILE),
             },

@@ -9,6 +9,7 @@
 //! * [`maildir`]: Maildir delivery and POP3 maildrops, with per-maildrop locks.
 //! * [`queue`]: the durable outbound queue for relayed mail.
 //! * [`demo`]: first-run demo users and their credentials file.
+//! * [`tls`]: certificates (configured or generated), the rustls acceptor, reload.
 //! * [`serve`]: listeners, the per-connection drivers of core sessions, shutdown.
 
 pub mod aliases;
@@ -18,4 +19,5 @@ pub mod demo;
 pub mod maildir;
 pub mod queue;
 pub mod serve;
+pub mod tls;
 pub mod users;

@@ -9,11 +9,15 @@
 //! * [`clock`]: the monotonic clock anchored to the wall clock at start.
 //! * [`state`]: what every connection shares: config, grant table, users, stores, events.
 //! * [`events`]: the event bus (bounded broadcast) and the key=value log lines.
+//! * [`conn`]: a connection that may switch from plaintext to TLS mid-session.
+//! * [`auth`]: verifying credentials with the per-address failure delay.
 //! * [`driver`]: the generic loop that runs one core session over one connection.
 //! * [`pop3`], [`smtp`]: performing each protocol's effects.
 //! * [`http`]: the HTTP listener (health, grants API, the web app).
 
+pub mod auth;
 pub mod clock;
+pub mod conn;
 pub mod driver;
 pub mod events;
 pub mod http;
@@ -54,7 +58,8 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
             "created demo users"
         );
     }
-    let shared = Shared::open(config).await?;
+    let (tls, generated) = crate::tls::Tls::load(&config)?;
+    let shared = Shared::open(config, tls).await?;
     let listeners = bind_all(&shared).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -64,6 +69,9 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
 
     let mut stdout = std::io::stdout().lock();
+    if let Some(line) = generated {
+        writeln!(stdout, "popgate: {line}")?;
+    }
     for (name, listener) in &listeners {
         let addr = listener.local_addr()?;
         writeln!(stdout, "popgate: listening {} {addr}", name.name())?;
@@ -98,6 +106,8 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     tracing::info!(http = ?http_addr, "popgate ready");
 
     tokio::spawn(state::purge_grants(shared.clone(), shutdown_rx.clone()));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(shared.clone(), shutdown_rx.clone()));
 
     for (protocol, listener) in listeners {
         tokio::spawn(accept_loop(
@@ -135,11 +145,6 @@ async fn bind_all(shared: &Arc<Shared>) -> anyhow::Result<Vec<(Protocol, TcpList
     let mut bound = Vec::new();
     for (protocol, addr) in wanted {
         let Some(addr) = addr else { continue };
-        if matches!(protocol, Protocol::Smtps | Protocol::Pop3s) {
-            // Implicit TLS arrives with the TLS issue; never serve these in plaintext.
-            tracing::warn!(listener = protocol.name(), %addr, "implicit TLS is not available yet; listener not started");
-            continue;
-        }
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {} on {addr}", protocol.name()))?;
@@ -187,13 +192,34 @@ async fn accept_loop(
     }
 }
 
+/// SIGHUP re-reads the TLS certificate and key; a bad pair is logged and the old
+/// one stays in use.
+#[cfg(unix)]
+async fn reload_on_hangup(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; TLS reload disabled");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match shared.tls.reload() {
+                Ok(()) => tracing::info!(cert = %shared.tls.cert_path().display(), "TLS certificate reloaded"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "TLS reload failed; keeping the previous certificate"),
+            },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM; the handlers are
 /// registered when this returns, not when the future is first polled.
 #[cfg(unix)]
 pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => {},

@@ -12,6 +12,7 @@
 //! USER/PASS). A line with a scheme popgate does not know makes that user unable to log
 //! in, with a warning at load; it never stops the server.
 
+use popgate_core::sasl::Credentials;
 use anyhow::{Context, anyhow, bail};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -162,6 +163,27 @@ impl UserDb {
             }
         };
         if ok { Verify::Ok { user } } else { Verify::Bad }
+    }
+
+    /// Verify what a client sent, whatever the mechanism. CRAM-MD5 (RFC 2195) and APOP
+    /// (RFC 1939 §7) need the shared secret itself, so they verify only for users
+    /// stored with the PLAIN scheme; for everyone else they fail like a wrong password.
+    pub fn verify_credentials(&self, credentials: &Credentials) -> Verify {
+        let (user, expected, digest) = match credentials {
+            Credentials::Password { user, password, .. } => return self.verify(user, password.expose()),
+            Credentials::CramMd5 { user, challenge, digest } => {
+                (user, self.plaintext(user).map(|secret| cram_md5_hex(&secret, challenge)), digest)
+            }
+            Credentials::Apop { user, timestamp, digest } => {
+                (user, self.plaintext(user).map(|secret| apop_hex(timestamp, &secret)), digest)
+            }
+        };
+        match expected {
+            Some(expected) if constant_time_eq(expected.as_bytes(), digest.to_ascii_lowercase().as_bytes()) => {
+                Verify::Ok { user: self.canonical(user) }
+            }
+            _ => Verify::Bad,
+        }
     }
 
     /// Every user with its scheme name, in file order.
@@ -324,6 +346,31 @@ fn burn_one_hash(password: &str) {
     {
         let _ = Argon2::default().verify_password(password.as_bytes(), &hash);
     }
+}
+
+/// RFC 2195: HMAC-MD5 of the challenge keyed with the secret, as lowercase hex.
+pub fn cram_md5_hex(secret: &str, challenge: &str) -> String {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match Hmac::<md5::Md5>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(challenge.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// RFC 1939 §7: MD5 of the greeting's timestamp followed by the secret, lowercase hex.
+pub fn apop_hex(timestamp: &str, secret: &str) -> String {
+    use md5::Digest;
+    let mut h = md5::Md5::new();
+    h.update(timestamp.as_bytes());
+    h.update(secret.as_bytes());
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new password entry in the default scheme: `{ARGON2ID}$argon2id$v=19$...`.
@@ -652,5 +699,59 @@ this line is junk
         assert!(add_user(&path, "x@example.test", "").is_err());
         assert!(add_user(&path, "x@example.test", "a\nb").is_err());
         assert!(!path.exists());
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+    use popgate_core::Secret;
+
+    fn db() -> UserDb {
+        UserDb::parse(
+            "tim@example.test:{PLAIN}tanstaaftanstaaf\nmrose@example.test:{PLAIN}tanstaaf\nhashed@example.test:{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1\n",
+            &["example.test".to_owned()],
+            "test",
+        )
+    }
+
+    #[test]
+    fn cram_md5_matches_rfc2195_example() {
+        // RFC 2195 §2: user tim, secret tanstaaftanstaaf.
+        let challenge = "<1896.697170952@postoffice.reston.mci.net>";
+        assert_eq!(cram_md5_hex("tanstaaftanstaaf", challenge), "b913a602c7eda7a495b4e6e7334d3890");
+        let good = Credentials::CramMd5 {
+            user: "tim".into(),
+            challenge: challenge.into(),
+            digest: "b913a602c7eda7a495b4e6e7334d3890".into(),
+        };
+        assert_eq!(db().verify_credentials(&good), Verify::Ok { user: "tim@example.test".into() });
+        let bad = Credentials::CramMd5 {
+            user: "tim".into(),
+            challenge: challenge.into(),
+            digest: "00000000000000000000000000000000".into(),
+        };
+        assert_eq!(db().verify_credentials(&bad), Verify::Bad);
+    }
+
+    #[test]
+    fn apop_matches_rfc1939_example() {
+        // RFC 1939 §7: mrose, secret tanstaaf.
+        let ts = "<1896.697170952@dbc.mtview.ca.us>";
+        assert_eq!(apop_hex(ts, "tanstaaf"), "c4c9334bac560ecc979e58001b3e22fb");
+        let ok = Credentials::Apop { user: "mrose".into(), timestamp: ts.into(), digest: "c4c9334bac560ecc979e58001b3e22fb".into() };
+        assert_eq!(db().verify_credentials(&ok), Verify::Ok { user: "mrose@example.test".into() });
+    }
+
+    #[test]
+    fn shared_secret_mechanisms_need_a_plain_stored_secret() {
+        let c = Credentials::Apop {
+            user: "hashed".into(),
+            timestamp: "<1.2@x>".into(),
+            digest: apop_hex("<1.2@x>", "Hello world!"),
+        };
+        assert_eq!(db().verify_credentials(&c), Verify::Bad);
+        let p = Credentials::password("PLAIN", None, "hashed", Secret::new("Hello world!"));
+        assert_eq!(db().verify_credentials(&p), Verify::Ok { user: "hashed@example.test".into() });
     }
 }

@@ -134,6 +134,15 @@ fn log(event: &Event, peer: Option<SocketAddr>) {
         EventKind::MessageQueued { id, rcpts } => {
             tracing::info!("event=queued id={id} rcpts={}", rcpts.len())
         }
+        EventKind::TlsStarted { version, cipher } => {
+            tracing::info!("event=tls session={session} peer={peer} version={version} cipher={cipher}")
+        }
+        EventKind::LoginDelayed { delay_ms, failures } => {
+            tracing::warn!("event=login_delayed session={session} peer={peer} failures={failures} delay_ms={delay_ms}")
+        }
+        EventKind::AddressBlocked { address, failures } => {
+            tracing::warn!("event=address_blocked session={session} peer={address} failures={failures}")
+        }
         EventKind::ClientLine { line } => tracing::trace!("session={session} C: {line}"),
         EventKind::ServerLine { line } => tracing::trace!("session={session} S: {line}"),
         other => tracing::debug!("session={session} {other:?}"),

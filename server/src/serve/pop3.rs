@@ -3,7 +3,6 @@
 use super::driver::Perform;
 use super::state::Shared;
 use crate::maildir::{MaildropEntry, MaildropLock};
-use crate::users::Verify;
 use popgate_core::SessionId;
 use popgate_core::pop3::{
     AuthResult, MaildropResult, MessageMeta, MessageResult, Pop3Effect, Pop3Result, Pop3Session,

@@ -8,9 +8,12 @@ use crate::maildir::MailStore;
 use crate::queue::Queue;
 use crate::users::UserDb;
 use anyhow::Context;
+use crate::tls::Tls;
 use popgate_core::grant::GrantTable;
+use popgate_core::throttle::{Throttle, ThrottleConfig};
 use popgate_core::pop3::Pop3Config;
-use popgate_core::smtp::SmtpConfig;
+use crate::config::SenderPolicySetting;
+use popgate_core::smtp::{SenderPolicy, SmtpConfig};
 use popgate_core::{Event, Protocol, SessionId};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,9 @@ pub struct Shared {
     /// Wakes the purge task when a grant may expire sooner than it planned for.
     grants_changed: Notify,
     users: RwLock<UsersState>,
+    /// Login-failure delays per client address (std mutex, never held across await).
+    throttle: Mutex<Throttle>,
+    pub tls: Tls,
     pub aliases: Aliases,
     pub store: MailStore,
     pub queue: Queue,
@@ -47,7 +53,7 @@ struct UsersState {
 }
 
 impl Shared {
-    pub async fn open(config: Config) -> anyhow::Result<Arc<Shared>> {
+    pub async fn open(config: Config, tls: Tls) -> anyhow::Result<Arc<Shared>> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
         let users = UserDb::load(&config.users_file, &config.domains)?;
@@ -58,12 +64,23 @@ impl Shared {
         let grants = GrantTable::new(config.grant.core());
         let events = EventBus::new(config.log.transcripts);
         let stamp = file_stamp(&config.users_file);
+        let auth = &config.auth;
         let pop3_config = Arc::new(Pop3Config {
             hostname: config.hostname.clone(),
             idle_timeout: config.limits.pop3_idle_timeout,
             plaintext_auth: config.pop3.plaintext_auth,
             grant_requires_tls: config.grant.require_tls,
+            stls: true,
+            apop: config.pop3.apop,
+            sasl_cram_md5: auth.cram_md5,
+            max_auth_failures: auth.max_failures,
             ..Pop3Config::default()
+        });
+        let throttle = Throttle::new(ThrottleConfig {
+            base: auth.failure_delay,
+            max: auth.failure_delay_max,
+            block_after: auth.block_after,
+            ..ThrottleConfig::default()
         });
         let smtp_config = |protocol| {
             Arc::new(SmtpConfig {
@@ -73,6 +90,17 @@ impl Shared {
                 max_message_size: config.limits.max_message_size,
                 max_recipients: config.limits.max_recipients,
                 idle_timeout: config.limits.smtp_idle_timeout,
+                starttls: protocol != Protocol::Smtps,
+                // RFC 6409 §4.3 / RFC 8314: submission listeners require AUTH.
+                require_auth: protocol != Protocol::Smtp,
+                auth: true,
+                plaintext_auth_localhost: auth.plaintext_localhost,
+                cram_md5: auth.cram_md5,
+                sender_policy: match auth.sender_policy {
+                    SenderPolicySetting::Reject => SenderPolicy::Reject,
+                    SenderPolicySetting::Allow => SenderPolicy::Allow,
+                },
+                max_auth_failures: auth.max_failures,
                 ..SmtpConfig::default()
             })
         };
@@ -134,6 +162,10 @@ impl Shared {
             self.events.publish(e, peer);
         }
         out
+    }
+
+    pub fn with_throttle<T>(&self, f: impl FnOnce(&mut Throttle) -> T) -> T {
+        f(&mut self.throttle.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn grant_table(&self) -> MutexGuard<'_, GrantTable> {
