@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //!
+//! * [`dashboard`]: the dashboard's state, one reducer over events for server and web.
 //! * [`driver`]: the handle_*/poll_* contract both sessions share, as a trait.
 //! * [`time`]: the [`Millis`] instant and wall-clock date formatting.
 //! * [`net`]: address canonicalisation, prefix masking and CIDR ranges.
@@ -22,6 +23,7 @@
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 
+pub mod dashboard;
 pub mod driver;
 pub mod event;
 pub mod grant;
