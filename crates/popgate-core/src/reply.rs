@@ -89,6 +89,29 @@ smtp_replies! {
     BAD_ADDRESS = 501 "5.1.3" "Bad address syntax";
     /// RFC 6531 §3.5: a non-ASCII address in a transaction without SMTPUTF8.
     NEEDS_SMTPUTF8 = 553 "5.6.7" "Non-ASCII address requires SMTPUTF8";
+    /// RFC 3207 §4: the client starts the TLS handshake after this.
+    READY_TO_START_TLS = 220 "2.0.0" "Ready to start TLS";
+    /// RFC 3207 §4: STARTTLS on a session that already has TLS.
+    TLS_ALREADY_ACTIVE = 503 "5.5.1" "TLS already active";
+    /// RFC 4954 §6
+    AUTH_SUCCEEDED = 235 "2.7.0" "Authentication successful";
+    /// RFC 4954 §4: a SASL challenge; the session writes the base64 text.
+    AUTH_CHALLENGE = 334 "" "";
+    /// RFC 4954 §4: after a successful AUTH, AUTH again gets 503.
+    ALREADY_AUTHENTICATED = 503 "5.5.1" "Already authenticated";
+    /// RFC 4954 §4: the client answered a challenge with "*".
+    AUTH_CANCELLED = 501 "5.0.0" "Authentication cancelled";
+    /// RFC 4954 §4: a response that is not base64 gets 501 5.5.2.
+    AUTH_BAD_BASE64 = 501 "5.5.2" "Cannot decode response";
+    /// A decodable response that the mechanism cannot parse.
+    AUTH_MALFORMED = 501 "5.5.2" "Malformed authentication response";
+    /// RFC 4954 §4: a mechanism we do not offer gets 504.
+    UNKNOWN_MECHANISM = 504 "5.5.4" "Unrecognized authentication type";
+    /// The per-session limit of failed AUTH attempts; the connection closes.
+    TOO_MANY_AUTH_FAILURES = 421 "4.7.0" "Too many authentication failures";
+    /// RFC 6409 §6.1: MAIL FROM that the authenticated user may not use; the session
+    /// writes the address before this text.
+    SENDER_NOT_OWNED = 553 "5.7.1" "Sender address rejected: not owned by the authenticated user";
 }
 
 /// POP3 response codes (RFC 2449 §8, RFC 3206), written in brackets after `-ERR`.

@@ -21,6 +21,7 @@ pub use session::SmtpSession;
 use crate::grant::{RelayRefusal, Reservation};
 use crate::net::Cidr;
 use crate::relay::RelayPolicy;
+use crate::sasl::{AuthResult, Credentials};
 use std::time::Duration;
 
 /// Settings of one SMTP listener.
@@ -42,6 +43,33 @@ pub struct SmtpConfig {
     pub max_command_line: usize,
     /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
     pub idle_timeout: Duration,
+    /// Offer STARTTLS (RFC 3207); the server sets it when it has a certificate.
+    pub starttls: bool,
+    /// Submission and SMTPS (RFC 6409 §4.3, RFC 4954 §6): MAIL before AUTH gets
+    /// 530 5.7.0.
+    pub require_auth: bool,
+    /// Offer SMTP AUTH (RFC 4954) at all.
+    pub auth: bool,
+    /// Allow AUTH without TLS from 127.0.0.1 and ::1 ([`crate::net::is_local_host`]);
+    /// from anywhere else AUTH without TLS gets 538 5.7.11 (RFC 4954 §4, §6).
+    pub plaintext_auth_localhost: bool,
+    /// Offer CRAM-MD5 (RFC 2195); the server sets it when stored secrets allow it.
+    pub cram_md5: bool,
+    /// What to do when MAIL FROM is not the authenticated user's address.
+    pub sender_policy: SenderPolicy,
+    /// Failed AUTH attempts (535) in one session before 421 4.7.0 and close.
+    pub max_auth_failures: u32,
+}
+
+/// Whether an authenticated user may send as any address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SenderPolicy {
+    /// MAIL FROM must be the authenticated user's own address (compared
+    /// case-insensitively) or the null sender `<>`; otherwise 553 5.7.1.
+    #[default]
+    Reject,
+    /// Any sender address.
+    Allow,
 }
 
 impl Default for SmtpConfig {
@@ -54,6 +82,13 @@ impl Default for SmtpConfig {
             max_recipients: 1000,
             max_command_line: 2048,
             idle_timeout: Duration::from_secs(5 * 60),
+            starttls: false,
+            require_auth: false,
+            auth: true,
+            plaintext_auth_localhost: true,
+            cram_md5: false,
+            sender_policy: SenderPolicy::Reject,
+            max_auth_failures: 3,
         }
     }
 }
@@ -76,16 +111,26 @@ pub enum SmtpEffect {
     /// Make the message durable. Answer with [`SmtpResult::Stored`]; the session
     /// replies 250 only after `Stored`.
     Deliver(Delivery),
+    /// RFC 3207 §4: `220 Ready to start TLS` is queued. Flush transmit, run the TLS
+    /// handshake, then call [`SmtpSession::handle_tls_established`], or close the
+    /// connection if the handshake fails. No [`SmtpResult`]; read nothing meanwhile.
+    StartTls,
+    /// Verify SASL credentials (RFC 4954). Answer with [`SmtpResult::Auth`]; the
+    /// session waits out a failure's delay itself (see `poll_timeout`).
+    Authenticate { credentials: Credentials },
 }
 
 impl SmtpEffect {
     /// Whether the driver must feed a [`SmtpResult`] back for this effect.
     pub fn expects_result(&self) -> bool {
         match self {
-            SmtpEffect::LookupLocal { .. } | SmtpEffect::ReserveGrant | SmtpEffect::Deliver(_) => {
-                true
-            }
-            SmtpEffect::CommitGrant { .. } | SmtpEffect::ReleaseGrant { .. } => false,
+            SmtpEffect::LookupLocal { .. }
+            | SmtpEffect::ReserveGrant
+            | SmtpEffect::Deliver(_)
+            | SmtpEffect::Authenticate { .. } => true,
+            SmtpEffect::CommitGrant { .. }
+            | SmtpEffect::ReleaseGrant { .. }
+            | SmtpEffect::StartTls => false,
         }
     }
 }
@@ -141,6 +186,7 @@ pub enum SmtpResult {
     Lookup(LookupResult),
     Reserve(ReserveResult),
     Stored(StoreResult),
+    Auth(AuthResult),
 }
 
 /// RFC 5321 §4.4: the `Return-Path:` header final delivery prepends, `from` being the

@@ -5,6 +5,7 @@
 //! it) and never decides anything that depends on session state: sequence, limits and
 //! whether non-ASCII is allowed are the session's business.
 
+use crate::Secret;
 use crate::reply::{self, SmtpReply};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,10 +26,14 @@ pub(crate) enum Command {
     Vrfy,
     Expn,
     Help,
-    /// RFC 3207; not offered yet.
+    /// RFC 3207
     StartTls,
-    /// RFC 4954; not offered yet.
-    Auth,
+    /// RFC 4954 §4: `AUTH mechanism [initial-response]`, the response kept as a
+    /// [`Secret`] (`=` for an empty one is left to the SASL decoder).
+    Auth {
+        mechanism: String,
+        initial: Option<Secret>,
+    },
 }
 
 /// Why a line is not a valid command; each maps to one reply.
@@ -176,7 +181,7 @@ pub(crate) fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
         "VRFY" => with_argument(args, Command::Vrfy),
         "EXPN" => with_argument(args, Command::Expn),
         "STARTTLS" => no_arguments(args, Command::StartTls),
-        "AUTH" => with_argument(args, Command::Auth),
+        "AUTH" => parse_auth(args),
         _ => Err(ParseError::Unrecognized),
     }
 }
@@ -194,6 +199,19 @@ fn with_argument(args: &str, command: Command) -> Result<Command, ParseError> {
         Err(ParseError::BadArgument)
     } else {
         Ok(command)
+    }
+}
+
+/// RFC 4954 §4: `AUTH SP sasl-mech [SP initial-response]`; the mechanism is checked
+/// by the session, which knows what it offers.
+fn parse_auth(args: &str) -> Result<Command, ParseError> {
+    let mut words = args.split(' ').filter(|w| !w.is_empty());
+    match (words.next(), words.next(), words.next()) {
+        (Some(mechanism), initial, None) => Ok(Command::Auth {
+            mechanism: mechanism.to_owned(),
+            initial: initial.map(Secret::new),
+        }),
+        _ => Err(ParseError::BadArgument),
     }
 }
 
@@ -308,7 +326,14 @@ fn parse_mail_params(rest: &str) -> Result<MailParams, ParseError> {
                 }
                 params.smtputf8 = true;
             }
-            // AUTH= (RFC 4954 §5) belongs here once AUTH is offered.
+            // RFC 4954 §5: AUTH=<xtext mailbox or "<>">. We are not a trusted relay
+            // for the client's claim, so the value is checked for presence and
+            // otherwise ignored (never passed on).
+            "AUTH" => {
+                if value.is_none_or(str::is_empty) {
+                    return Err(ParseError::BadArgument);
+                }
+            }
             _ => return Err(ParseError::UnknownParameter),
         }
     }
@@ -481,6 +506,13 @@ mod tests {
         }
     }
 
+    fn auth(mechanism: &str, initial: Option<&str>) -> Command {
+        C::Auth {
+            mechanism: mechanism.into(),
+            initial: initial.map(Secret::new),
+        }
+    }
+
     fn params(size: Option<u64>, smtputf8: bool) -> MailParams {
         MailParams {
             size,
@@ -531,7 +563,15 @@ mod tests {
             ("VRFY", Err(E::BadArgument)),
             ("EXPN list", Ok(C::Expn)),
             ("STARTTLS", Ok(C::StartTls)),
-            ("AUTH PLAIN AGFsaWNlAHNlY3JldA==", Ok(C::Auth)),
+            ("STARTTLS now", Err(E::BadArgument)),
+            (
+                "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+                Ok(auth("PLAIN", Some("AGFsaWNlAHNlY3JldA=="))),
+            ),
+            ("auth login", Ok(auth("login", None))),
+            ("AUTH PLAIN =", Ok(auth("PLAIN", Some("=")))),
+            ("AUTH  CRAM-MD5", Ok(auth("CRAM-MD5", None))),
+            ("AUTH PLAIN a b", Err(E::BadArgument)),
             ("AUTH", Err(E::BadArgument)),
             ("BDAT 10 LAST", Err(E::Unrecognized)),
             ("", Err(E::Unrecognized)),
@@ -611,7 +651,12 @@ mod tests {
                 Err(E::UnknownParameter),
             ),
             ("MAIL FROM:<a@b.example> RET=HDRS", Err(E::UnknownParameter)),
-            ("MAIL FROM:<a@b.example> AUTH=<>", Err(E::UnknownParameter)),
+            (
+                "MAIL FROM:<a@b.example> AUTH=<>",
+                Ok(mail("a", "b.example", params(None, false))),
+            ),
+            ("MAIL FROM:<a@b.example> AUTH=", Err(E::BadArgument)),
+            ("MAIL FROM:<a@b.example> AUTH", Err(E::BadArgument)),
             ("MAIL FROM:<a@b.example> =x", Err(E::BadArgument)),
         ]);
     }

@@ -15,6 +15,9 @@ pub(crate) struct Stamp<'a> {
     pub id: &'a str,
     /// The user whose POP-before-SMTP grant relayed this message.
     pub grant_user: Option<&'a str>,
+    /// The user who authenticated with SMTP AUTH, recorded so that abuse can be
+    /// traced to an account (the protocol name already says ESMTPA, RFC 3848 §2).
+    pub auth_user: Option<&'a str>,
     /// RFC 5321 §4.4: `for` names the recipient only when there is exactly one, so a
     /// Bcc recipient is not disclosed to the others.
     pub single_recipient: Option<&'a str>,
@@ -53,6 +56,9 @@ pub(crate) fn received_header(stamp: &Stamp<'_>) -> String {
             comment_text(user)
         ));
     }
+    if let Some(user) = stamp.auth_user {
+        header.push_str(&format!("\r\n\t(authenticated as {})", comment_text(user)));
+    }
     match stamp.single_recipient {
         Some(rcpt) => header.push_str(&format!("\r\n\tfor <{rcpt}>; ")),
         None => header.push_str(";\r\n\t"),
@@ -89,6 +95,7 @@ mod tests {
             with: "ESMTP",
             id: "A1.7.1",
             grant_user,
+            auth_user: None,
             single_recipient: rcpt,
             now: Millis(1_795_893_491_000),
         }
@@ -114,6 +121,20 @@ mod tests {
              \tby mail.example.test (popgate) with ESMTP id A1.7.1\r\n\
              \t(relayed on a POP-before-SMTP grant for alice?x?@example.test);\r\n\
              \tSat, 28 Nov 2026 19:18:11 +0000\r\n"
+        );
+    }
+
+    #[test]
+    fn names_the_authenticated_user() {
+        let mut s = stamp(None, Some("x@remote.example"));
+        s.with = "ESMTPSA";
+        s.auth_user = Some("alice@example.test");
+        assert_eq!(
+            received_header(&s),
+            "Received: from client.example ([192.0.2.7])\r\n\
+             \tby mail.example.test (popgate) with ESMTPSA id A1.7.1\r\n\
+             \t(authenticated as alice@example.test)\r\n\
+             \tfor <x@remote.example>; Sat, 28 Nov 2026 19:18:11 +0000\r\n"
         );
     }
 

@@ -4,13 +4,16 @@ use super::data::{DataError, DataReceiver};
 use super::parse::{Command, Domain, ForwardPath, MailParams, Mailbox, ReversePath, parse_command};
 use super::received::{Stamp, received_header, with_protocol};
 use super::{
-    Delivery, LookupResult, Recipient, ReserveResult, SmtpConfig, SmtpEffect, SmtpResult,
-    StoreResult,
+    Delivery, LookupResult, Recipient, ReserveResult, SenderPolicy, SmtpConfig, SmtpEffect,
+    SmtpResult, StoreResult,
 };
+use crate::Secret;
 use crate::event::{CloseReason, Event, EventKind, Protocol, RelayOutcome, SessionId};
 use crate::grant::{RelayRefusal, Reservation};
 use crate::line::{Line, LineReader};
+use crate::net::is_local_host;
 use crate::reply::{self, SmtpReply};
+use crate::sasl::{self, AuthResult, Mechanism, SaslError, SaslExchange, Step};
 use crate::time::Millis;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -31,8 +34,14 @@ const PIPELINE_BUFFER: usize = 64 * 1024;
 ///     while let Some(bytes) = s.poll_transmit() { write bytes }
 ///     while let Some(event) = s.poll_event() { publish event }
 ///     if let Some(effect) = s.poll_effect() {
-///         // LookupLocal, ReserveGrant and Deliver expect a result; CommitGrant and
-///         // ReleaseGrant do not. At most one result-expecting effect is outstanding.
+///         // LookupLocal, ReserveGrant, Deliver and Authenticate expect a result;
+///         // CommitGrant and ReleaseGrant do not. At most one result-expecting effect
+///         // (or StartTls) is outstanding.
+///         if SmtpSession::is_start_tls(&effect) {
+///             flush transmit (the 220), run the TLS handshake without reading
+///             plaintext; on success s.handle_tls_established(now, version, cipher),
+///             on failure close the connection; continue;
+///         }
 ///         if effect.expects_result() {
 ///             let result = perform(effect);         // IO happens here, outside core
 ///             s.handle_result(now, result);
@@ -57,6 +66,15 @@ const PIPELINE_BUFFER: usize = 64 * 1024;
 /// reply), events (`SessionClosed`) and effects (a `ReleaseGrant`): a result fed for a
 /// reservation that was in flight when the session closed is released too.
 ///
+/// STARTTLS (RFC 3207): when the command is accepted, every byte already buffered
+/// after it is discarded, and input given while the handshake is awaited is dropped:
+/// nothing sent in plaintext is ever executed inside TLS (the command injection of
+/// CVE-2011-0411). Once TLS is up the session starts over as after the greeting.
+///
+/// AUTH (RFC 4954): a failed verification comes back with the server's delay; the
+/// session waits it out on the caller's clock (`poll_timeout` is the end of the
+/// delay, input is not processed meanwhile) and only then answers 535.
+///
 /// A grant reservation lives exactly as long as its transaction: the first relayed
 /// RCPT reserves (`ReserveGrant`), the 250 after end of data commits (`CommitGrant`),
 /// and every other end (RSET, HELO/EHLO, QUIT, a refused message, disconnect,
@@ -67,9 +85,11 @@ pub struct SmtpSession {
     id: SessionId,
     peer: SocketAddr,
     tls: bool,
-    /// The user who authenticated with SMTP AUTH (RFC 4954); set by the AUTH
-    /// exchange once it is offered, `None` until then.
+    /// The user who authenticated with SMTP AUTH (RFC 4954), as the server named
+    /// them (a full address).
     authenticated: Option<String>,
+    /// Failed AUTH attempts (535) so far.
+    auth_failures: u32,
     reader: LineReader,
     mode: Mode,
     helo: Option<Helo>,
@@ -90,6 +110,11 @@ pub struct SmtpSession {
 enum Mode {
     Command,
     Data(DataReceiver),
+    /// RFC 4954 §4: inside an AUTH exchange, every line is a SASL response.
+    Auth {
+        exchange: SaslExchange,
+        mechanism: Mechanism,
+    },
 }
 
 #[derive(Debug)]
@@ -113,9 +138,27 @@ struct Transaction {
 
 #[derive(Debug)]
 enum Pending {
-    Lookup { address: String },
-    Reserve { address: String },
-    Deliver { id: String, size: u64 },
+    Lookup {
+        address: String,
+    },
+    Reserve {
+        address: String,
+    },
+    Deliver {
+        id: String,
+        size: u64,
+    },
+    /// RFC 3207: STARTTLS was accepted; waiting for `handle_tls_established`.
+    Tls,
+    /// Credentials are being verified; `user` is what the client claimed.
+    Authenticate {
+        mechanism: Mechanism,
+        user: String,
+    },
+    /// A failed AUTH is answered 535 at `until`, after the server's delay.
+    AuthDelay {
+        until: Millis,
+    },
 }
 
 impl SmtpSession {
@@ -137,6 +180,7 @@ impl SmtpSession {
             peer,
             tls,
             authenticated: None,
+            auth_failures: 0,
             reader,
             mode: Mode::Command,
             helo: None,
@@ -166,7 +210,9 @@ impl SmtpSession {
 
     /// Bytes read from the peer. Call only while [`wants_input`](Self::wants_input).
     pub fn handle_input(&mut self, now: Millis, bytes: &[u8]) {
-        if self.closed {
+        // DESIGN: plaintext that arrives while the TLS handshake is awaited is never
+        // executed, whatever the driver does.
+        if self.closed || matches!(self.pending, Some(Pending::Tls)) {
             return;
         }
         self.last_activity = now;
@@ -196,6 +242,19 @@ impl SmtpSession {
             (Pending::Deliver { id, size }, SmtpResult::Stored(result)) => {
                 self.deliver_done(now, id, size, result)
             }
+            (Pending::Authenticate { mechanism, user }, SmtpResult::Auth(result)) => {
+                self.auth_done(now, mechanism, user, result)
+            }
+            // Nothing is fed back for these (a driver bug): keep waiting, so that
+            // plaintext is still never processed before TLS is up.
+            (pending @ (Pending::Tls | Pending::AuthDelay { .. }), other) => {
+                self.pending = Some(pending);
+                if let SmtpResult::Reserve(ReserveResult::Reserved(r)) = other {
+                    self.effects
+                        .push_back(SmtpEffect::ReleaseGrant { key: r.key });
+                }
+                return;
+            }
             // A result of the wrong kind is a driver bug; answer as if the effect had
             // failed temporarily rather than hang or guess.
             (pending, other) => {
@@ -213,15 +272,57 @@ impl SmtpSession {
                     Pending::Deliver { id, size } => {
                         self.deliver_done(now, id, size, StoreResult::TempFail)
                     }
+                    Pending::Authenticate { mechanism, user } => {
+                        self.auth_done(now, mechanism, user, AuthResult::TempFail)
+                    }
+                    Pending::Tls | Pending::AuthDelay { .. } => {}
                 }
             }
         }
         self.process(now);
     }
 
-    /// [`poll_timeout`](Self::poll_timeout) has passed: RFC 5321 §4.5.3.2 lets the
-    /// server close an idle connection; 421 4.4.2, releasing any reservation.
+    /// The TLS handshake that [`SmtpEffect::StartTls`] asked for succeeded. RFC 3207
+    /// §4.2: the session forgets everything the client said before (HELO/EHLO, the
+    /// transaction, AUTH) and waits for a new EHLO, which no longer offers STARTTLS.
+    /// Ignored unless a handshake was asked for.
+    pub fn handle_tls_established(&mut self, now: Millis, version: String, cipher: String) {
+        if self.closed || !matches!(self.pending, Some(Pending::Tls)) {
+            return;
+        }
+        self.pending = None;
+        self.last_activity = now;
+        // Nothing should be here (input is dropped while the handshake runs); make
+        // sure no plaintext byte survives into the TLS session.
+        self.reader.take_buffer();
+        self.tls = true;
+        self.end_transaction();
+        self.helo = None;
+        self.authenticated = None;
+        self.event(now, EventKind::TlsStarted { version, cipher });
+        self.process(now);
+    }
+
+    /// Whether `effect` is [`SmtpEffect::StartTls`], which the driver answers with a
+    /// handshake and [`handle_tls_established`](Self::handle_tls_established) rather
+    /// than a result.
+    pub fn is_start_tls(effect: &SmtpEffect) -> bool {
+        matches!(effect, SmtpEffect::StartTls)
+    }
+
+    /// [`poll_timeout`](Self::poll_timeout) has passed: the end of a failed AUTH's
+    /// delay (answer 535), or RFC 5321 §4.5.3.2 lets the server close an idle
+    /// connection: 421 4.4.2, releasing any reservation.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if let Some(Pending::AuthDelay { until }) = self.pending {
+            if now >= until {
+                self.pending = None;
+                self.last_activity = now;
+                self.auth_failed(now);
+                self.process(now);
+            }
+            return;
+        }
         match self.poll_timeout() {
             Some(deadline) if now >= deadline => {
                 self.close(now, Some(reply::TIMEOUT), CloseReason::Timeout)
@@ -263,14 +364,16 @@ impl SmtpSession {
         self.events.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout): the idle timeout after
-    /// the last input. `None` when closed, or while a result is awaited (the wait is
-    /// the server's, not the client's).
+    /// When to call [`handle_timeout`](Self::handle_timeout): the end of a failed
+    /// AUTH's delay, else the idle timeout after the last input. `None` when closed,
+    /// or while a result or the TLS handshake is awaited (the wait is the server's,
+    /// not the client's; the driver bounds its handshake itself).
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if self.closed || self.pending.is_some() {
-            None
-        } else {
-            Some(self.last_activity.saturating_add(self.config.idle_timeout))
+        match &self.pending {
+            _ if self.closed => None,
+            Some(Pending::AuthDelay { until }) => Some(*until),
+            Some(_) => None,
+            None => Some(self.last_activity.saturating_add(self.config.idle_timeout)),
         }
     }
 
@@ -278,7 +381,7 @@ impl SmtpSession {
     pub fn wants_input(&self) -> bool {
         !self.closed
             && self.pending.is_none()
-            && self.reader.buffered() < PIPELINE_BUFFER.max(self.config.max_command_line + 2)
+            && self.reader.buffered() < PIPELINE_BUFFER.max(self.reader.max() + 2)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -316,17 +419,46 @@ impl SmtpSession {
                         Some(Line::Complete(line)) => self.command(now, &line),
                     }
                 }
+                Mode::Auth {
+                    mut exchange,
+                    mechanism,
+                } => {
+                    // An exchange is abandoned, not finished, by a shutdown.
+                    if self.shutting_down {
+                        self.end_auth_exchange();
+                        self.close(now, Some(reply::SHUTTING_DOWN), CloseReason::ShuttingDown);
+                        return;
+                    }
+                    match self.reader.next_line() {
+                        None => {
+                            self.mode = Mode::Auth {
+                                exchange,
+                                mechanism,
+                            };
+                            return;
+                        }
+                        Some(Line::TooLong) => {
+                            self.event(now, client_line_event(b"", true));
+                            self.end_auth_exchange();
+                            self.reply(now, reply::LINE_TOO_LONG.line());
+                        }
+                        Some(Line::Complete(line)) => {
+                            self.event(now, client_line_event(&line, true));
+                            // Base64 is ASCII: a line that is not UTF-8 is not base64.
+                            let step = match std::str::from_utf8(&line) {
+                                Ok(text) => exchange.step(text),
+                                Err(_) => Step::Failed(SaslError::BadBase64),
+                            };
+                            self.auth_step(now, exchange, mechanism, step);
+                        }
+                    }
+                }
             }
         }
     }
 
     fn command(&mut self, now: Millis, line: &[u8]) {
-        self.event(
-            now,
-            EventKind::ClientLine {
-                line: client_line_for_event(line),
-            },
-        );
+        self.event(now, client_line_event(line, false));
         let command = match parse_command(line) {
             Ok(command) => command,
             Err(e) => return self.reply(now, e.reply().line()),
@@ -348,11 +480,193 @@ impl SmtpSession {
             // RFC 5321 §3.5.3: 252 rather than reveal who exists.
             Command::Vrfy => self.reply(now, reply::CANNOT_VRFY.line()),
             Command::Help => self.reply(now, reply::HELP.line()),
-            // RFC 5321 §3.5.2: EXPN may be disabled. STARTTLS (RFC 3207) and AUTH
-            // (RFC 4954) are not offered yet; their handlers go here.
-            Command::Expn | Command::StartTls | Command::Auth => {
-                self.reply(now, reply::NOT_IMPLEMENTED.line())
+            // RFC 5321 §3.5.2: EXPN may be disabled.
+            Command::Expn => self.reply(now, reply::NOT_IMPLEMENTED.line()),
+            Command::StartTls => self.starttls(now),
+            Command::Auth { mechanism, initial } => self.auth(now, &mechanism, initial),
+        }
+    }
+
+    /// RFC 3207 §4: STARTTLS.
+    fn starttls(&mut self, now: Millis) {
+        // Not offered: a listener without a certificate.
+        if !self.config.starttls {
+            return self.reply(now, reply::NOT_IMPLEMENTED.line());
+        }
+        // RFC 3207 §4: a client MUST NOT start TLS on a TLS session. RFC 3207 names
+        // no code for it; 503 (bad sequence, RFC 5321 §4.2.4) is what the reply
+        // table uses for every out-of-sequence command.
+        if self.tls {
+            return self.reply(now, reply::TLS_ALREADY_ACTIVE.line());
+        }
+        // Not inside a transaction (as Postfix): the reset of RFC 3207 §4.2 would
+        // silently drop the client's recipients.
+        if self.transaction.is_some() {
+            return self.reply(now, reply::BAD_SEQUENCE.line());
+        }
+        self.reply(now, reply::READY_TO_START_TLS.line());
+        // DESIGN, CVE-2011-0411: whatever the client pipelined after STARTTLS was
+        // sent in plaintext and is dropped unread, never executed inside TLS.
+        self.reader.take_buffer();
+        self.pending = Some(Pending::Tls);
+        self.effects.push_back(SmtpEffect::StartTls);
+    }
+
+    /// Whether AUTH may run on this connection: offered at all, and over TLS, or
+    /// from 127.0.0.1 / ::1 when the listener allows plaintext AUTH there
+    /// (RFC 4954 §4: mechanisms that expose the password need an encryption layer).
+    fn auth_allowed(&self) -> bool {
+        self.config.auth
+            && (self.tls || (self.config.plaintext_auth_localhost && is_local_host(self.peer.ip())))
+    }
+
+    /// The mechanisms this listener offers, in EHLO order.
+    fn mechanisms(&self) -> impl Iterator<Item = Mechanism> + '_ {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| *m != Mechanism::CramMd5 || self.config.cram_md5)
+    }
+
+    /// RFC 4954 §4: `AUTH mechanism [initial-response]`.
+    fn auth(&mut self, now: Millis, mechanism: &str, initial: Option<Secret>) {
+        if !self.config.auth {
+            return self.reply(now, reply::NOT_IMPLEMENTED.line());
+        }
+        // AUTH is a service extension: it needs EHLO (RFC 5321 §4.1.1.1, RFC 4954 §3).
+        if !self.helo.as_ref().is_some_and(|h| h.esmtp) {
+            return self.reply(now, reply::BAD_SEQUENCE.line());
+        }
+        // RFC 4954 §4: after a successful AUTH, further AUTH commands get 503.
+        if self.authenticated.is_some() {
+            return self.reply(now, reply::ALREADY_AUTHENTICATED.line());
+        }
+        // RFC 4954 §4: AUTH is not permitted during a mail transaction: 503.
+        if self.transaction.is_some() {
+            return self.reply(now, reply::BAD_SEQUENCE.line());
+        }
+        // RFC 4954 §4: an unsupported mechanism gets 504.
+        let Some(mechanism) =
+            Mechanism::parse(mechanism).filter(|m| self.mechanisms().any(|o| o == *m))
+        else {
+            return self.reply(now, reply::UNKNOWN_MECHANISM.line());
+        };
+        // RFC 4954 §4, §6: 538 5.7.11 when the mechanism needs an encryption layer.
+        if !self.auth_allowed() {
+            return self.reply(now, reply::ENCRYPTION_REQUIRED.line());
+        }
+        // RFC 2195 §2 / RFC 1939 §7 style: unique per session and moment.
+        let challenge_id = format!("<{}.{}@{}>", self.id, now.0, self.config.hostname);
+        let (exchange, step) = SaslExchange::start(
+            mechanism,
+            initial.as_ref().map(Secret::expose),
+            &challenge_id,
+        );
+        self.auth_step(now, exchange, mechanism, step);
+    }
+
+    /// Act on one step of a SASL exchange.
+    fn auth_step(&mut self, now: Millis, exchange: SaslExchange, mechanism: Mechanism, step: Step) {
+        match step {
+            // RFC 4954 §4: a challenge is a 334 reply with the base64 text.
+            Step::Challenge(challenge) => {
+                self.reply(now, reply::AUTH_CHALLENGE.line_with(&challenge));
+                // Responses may be longer than commands, up to what sasl accepts.
+                let max = self.config.max_command_line.max(sasl::MAX_RESPONSE);
+                self.reader.set_max(max);
+                self.mode = Mode::Auth {
+                    exchange,
+                    mechanism,
+                };
             }
+            Step::Done(credentials) => {
+                self.end_auth_exchange();
+                self.pending = Some(Pending::Authenticate {
+                    mechanism,
+                    user: credentials.user().to_owned(),
+                });
+                self.effects
+                    .push_back(SmtpEffect::Authenticate { credentials });
+            }
+            Step::Failed(error) => {
+                self.end_auth_exchange();
+                let refusal = match error {
+                    // RFC 4954 §4: "*" cancels the exchange: 501.
+                    SaslError::Cancelled => reply::AUTH_CANCELLED,
+                    // RFC 4954 §4: an undecodable response gets 501 5.5.2.
+                    SaslError::BadBase64 => reply::AUTH_BAD_BASE64,
+                    SaslError::Malformed => reply::AUTH_MALFORMED,
+                    SaslError::TooLong => reply::LINE_TOO_LONG,
+                    // RFC 4616 §2: the client may not act as this authzid, an
+                    // authorization failure; answered as bad credentials (535, RFC
+                    // 4954 §6) and counted like one, so it is no cheaper to probe.
+                    SaslError::AuthzidMismatch => {
+                        self.event(
+                            now,
+                            EventKind::AuthFailed {
+                                user: None,
+                                mechanism: mechanism.name().into(),
+                            },
+                        );
+                        return self.auth_failed(now);
+                    }
+                };
+                self.reply(now, refusal.line());
+            }
+        }
+    }
+
+    /// Back to commands after an AUTH exchange.
+    fn end_auth_exchange(&mut self) {
+        self.reader.set_max(self.config.max_command_line);
+    }
+
+    fn auth_done(
+        &mut self,
+        now: Millis,
+        mechanism: Mechanism,
+        claimed: String,
+        result: AuthResult,
+    ) {
+        match result {
+            AuthResult::Ok { user } => {
+                self.authenticated = Some(user.clone());
+                self.reply(now, reply::AUTH_SUCCEEDED.line());
+                self.event(
+                    now,
+                    EventKind::AuthSucceeded {
+                        user,
+                        mechanism: mechanism.name().into(),
+                    },
+                );
+            }
+            AuthResult::Failed { delay } => {
+                self.event(
+                    now,
+                    EventKind::AuthFailed {
+                        user: Some(claimed),
+                        mechanism: mechanism.name().into(),
+                    },
+                );
+                if delay.is_zero() {
+                    self.auth_failed(now);
+                } else {
+                    self.pending = Some(Pending::AuthDelay {
+                        until: now.saturating_add(delay),
+                    });
+                }
+            }
+            // RFC 4954 §6: 454 4.7.0 temporary authentication failure.
+            AuthResult::TempFail => self.reply(now, reply::TEMP_AUTH_FAILURE.line()),
+        }
+    }
+
+    /// RFC 4954 §6: 535 5.7.8, the same bytes whatever was wrong; after too many,
+    /// 421 4.7.0 and close.
+    fn auth_failed(&mut self, now: Millis) {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        self.reply(now, reply::BAD_CREDENTIALS.line());
+        if self.auth_failures >= self.config.max_auth_failures.max(1) {
+            self.close(now, Some(reply::TOO_MANY_AUTH_FAILURES), CloseReason::Error);
         }
     }
 
@@ -379,10 +693,9 @@ impl SmtpSession {
         self.reply(now, text);
     }
 
-    /// The EHLO keywords. STARTTLS (RFC 3207, only before TLS) and AUTH (RFC 4954,
-    /// only where the listener's policy allows it) are added here when they land.
+    /// The EHLO keywords.
     fn extensions(&self) -> Vec<String> {
-        vec![
+        let mut keywords = vec![
             // RFC 2920
             "PIPELINING".into(),
             // RFC 1870 §4
@@ -393,7 +706,18 @@ impl SmtpSession {
             "SMTPUTF8".into(),
             // RFC 2034
             "ENHANCEDSTATUSCODES".into(),
-        ]
+        ];
+        // RFC 3207 §4.2: not offered again once TLS is up.
+        if self.config.starttls && !self.tls {
+            keywords.push("STARTTLS".into());
+        }
+        // RFC 4954 §3: the mechanisms, only where AUTH may run on this connection
+        // (so a client never sends a password it would be refused for).
+        if self.auth_allowed() {
+            let names: Vec<&str> = self.mechanisms().map(|m| m.name()).collect();
+            keywords.push(format!("AUTH {}", names.join(" ")));
+        }
+        keywords
     }
 
     /// RFC 5321 §4.1.1.2
@@ -404,6 +728,10 @@ impl SmtpSession {
         // RFC 5321 §4.1.4: no nested transactions.
         if self.transaction.is_some() {
             return self.reply(now, reply::BAD_SEQUENCE.line());
+        }
+        // RFC 6409 §4.3, RFC 4954 §6: submission requires AUTH before MAIL: 530.
+        if self.config.require_auth && self.authenticated.is_none() {
+            return self.reply(now, reply::AUTH_REQUIRED.line());
         }
         // RFC 5321 §4.1.1.11: parameters are service extensions, which need EHLO.
         if params.any && !helo.esmtp {
@@ -419,6 +747,15 @@ impl SmtpSession {
         // RFC 6531 §3.5
         if !params.smtputf8 && !from.is_ascii() {
             return self.reply(now, reply::NEEDS_SMTPUTF8.line());
+        }
+        // RFC 6409 §6.1: a submission server may check that the sender is one the
+        // authenticated user may use.
+        if let Some(user) = &self.authenticated
+            && self.config.sender_policy == SenderPolicy::Reject
+            && !self.owns(user, &from)
+        {
+            let text = format!("<{}>: {}", from.address(), reply::SENDER_NOT_OWNED.text);
+            return self.reply(now, reply::SENDER_NOT_OWNED.line_with(&text));
         }
         let from = from.address();
         self.transactions += 1;
@@ -480,6 +817,27 @@ impl SmtpSession {
             return;
         }
         self.relay(now, address);
+    }
+
+    /// Whether `user` (as the server named them at AUTH) may send as `from`: their
+    /// own address, compared case-insensitively, or the null sender (bounces).
+    fn owns(&self, user: &str, from: &ReversePath) -> bool {
+        let ReversePath::Mailbox(m) = from else {
+            return true;
+        };
+        let Domain::Name(domain) = &m.domain else {
+            return false;
+        };
+        let claimed = format!("{}@{domain}", m.unquoted_local());
+        match user.split_once('@') {
+            Some(_) => claimed.eq_ignore_ascii_case(user),
+            // A bare login name means that user at the first local domain (DESIGN).
+            None => self
+                .config
+                .local_domains
+                .first()
+                .is_some_and(|first| claimed.eq_ignore_ascii_case(&format!("{user}@{first}"))),
+        }
     }
 
     /// A local domain (address literals never are).
@@ -635,6 +993,7 @@ impl SmtpSession {
             ),
             id: &id,
             grant_user: tx.reservation.as_ref().map(|r| r.user.as_str()),
+            auth_user: self.authenticated.as_deref(),
             single_recipient: single,
             now,
         });
@@ -700,9 +1059,11 @@ impl SmtpSession {
         if let Some(last) = last {
             self.reply(now, last.line());
         }
-        // Effects not yet handed out (a delivery, a lookup) are dropped; a result for
-        // one already in flight is ignored, or released if it is a reservation.
-        self.effects.retain(|e| !e.expects_result());
+        // Effects not yet handed out (a delivery, a lookup, a handshake) are dropped;
+        // a result for one already in flight is ignored, or released if it is a
+        // reservation.
+        self.effects
+            .retain(|e| !e.expects_result() && !SmtpSession::is_start_tls(e));
         self.pending = None;
         self.end_transaction();
         self.mode = Mode::Command;
@@ -738,16 +1099,21 @@ fn grant_outcome(r: &Reservation) -> RelayOutcome {
 }
 
 /// A client line as the event stream may show it. The one place where secrets are
-/// redacted: the AUTH exchange (RFC 4954 §4) keeps its mechanism name and hides
-/// the initial response; its continuation lines must be hidden here too once AUTH
-/// is offered.
-fn client_line_for_event(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let mut words = text.splitn(3, ' ');
-    if let (Some(verb), Some(mechanism), Some(_)) = (words.next(), words.next(), words.next())
-        && verb.eq_ignore_ascii_case("AUTH")
-    {
-        return format!("{verb} {mechanism} ****");
-    }
-    text.into_owned()
+/// redacted: the AUTH command (RFC 4954 §4) keeps its mechanism name and hides the
+/// initial response, and every line of a SASL exchange (`sasl`) is hidden whole.
+fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
+    const HIDDEN: &str = "****";
+    let line = if sasl {
+        HIDDEN.to_owned()
+    } else {
+        let text = String::from_utf8_lossy(line);
+        let mut words = text.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
+                format!("{verb} {mechanism} {HIDDEN}")
+            }
+            _ => text.into_owned(),
+        }
+    };
+    EventKind::ClientLine { line }
 }
