@@ -8,6 +8,11 @@
 //!     while let Some(bytes) = s.poll_transmit() { write bytes }
 //!     while let Some(event) = s.poll_event() { publish event }
 //!     if let Some(effect) = s.poll_effect() {
+//!         if S::is_start_tls(&effect) {           // STARTTLS / STLS: no result
+//!             handshake on the socket             // the go-ahead was flushed above
+//!             s.handle_tls_established(now, version, cipher)   // or close on failure
+//!             continue;
+//!         }
 //!         let result = perform(effect);           // IO happens here, outside core
 //!         if let Some(r) = result { s.handle_result(now, r) }
 //!         continue;
@@ -38,6 +43,11 @@ pub trait Session {
     fn handle_timeout(&mut self, now: Millis);
     fn handle_disconnect(&mut self, now: Millis);
     fn handle_shutdown(&mut self, now: Millis);
+    /// The TLS handshake a [`is_start_tls`](Self::is_start_tls) effect asked for
+    /// completed with this protocol version and cipher suite.
+    fn handle_tls_established(&mut self, now: Millis, version: String, cipher: String);
+    /// Whether `effect` asks for a TLS handshake (STARTTLS, STLS) rather than a result.
+    fn is_start_tls(effect: &Self::Effect) -> bool;
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     fn poll_effect(&mut self) -> Option<Self::Effect>;
     fn poll_event(&mut self) -> Option<Event>;
@@ -66,6 +76,12 @@ macro_rules! forward_session {
             }
             fn handle_shutdown(&mut self, now: Millis) {
                 <$ty>::handle_shutdown(self, now)
+            }
+            fn handle_tls_established(&mut self, now: Millis, version: String, cipher: String) {
+                <$ty>::handle_tls_established(self, now, version, cipher)
+            }
+            fn is_start_tls(effect: &$effect) -> bool {
+                <$ty>::is_start_tls(effect)
             }
             fn poll_transmit(&mut self) -> Option<Vec<u8>> {
                 <$ty>::poll_transmit(self)

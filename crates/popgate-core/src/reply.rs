@@ -179,6 +179,8 @@ pop3_replies! {
     /// RFC 3206 §4: the same text for an unknown user and a wrong password.
     POP3_BAD_CREDENTIALS = false Some(Pop3Code::Auth), "Authentication failed";
     POP3_ENCRYPTION_REQUIRED = false Some(Pop3Code::Auth), "Plaintext authentication disallowed on non-secure connections";
+    /// The per-session limit of failed logins; the connection closes after it.
+    POP3_TOO_MANY_AUTH_FAILURES = false Some(Pop3Code::Auth), "Too many authentication failures";
     POP3_IN_USE = false Some(Pop3Code::InUse), "Maildrop is locked by another session";
     POP3_TEMP_FAILURE = false Some(Pop3Code::SysTemp), "Temporary server failure, try again later";
     POP3_TOO_MANY_CONNECTIONS = false Some(Pop3Code::SysTemp), "Too many connections";

@@ -1,4 +1,5 @@
-//! POP3 server session (RFC 1939, RFC 2449 CAPA and RESP-CODES, RFC 3206 codes).
+//! POP3 server session (RFC 1939, RFC 2449 CAPA and RESP-CODES, RFC 3206 codes,
+//! RFC 2595 STLS, RFC 5034 SASL AUTH, RFC 1939 §7 APOP).
 //!
 //! * [`parse`]: one command line to a [`Command`] (no state).
 //! * [`message`]: a stored message as POP3 sends it (CRLF, byte-stuffing, TOP).
@@ -7,9 +8,10 @@
 //!
 //! The login that verifies is where POP before SMTP happens: the session emits
 //! [`Pop3Effect::Grant`] and waits for it to be stored before it answers `+OK`, so an
-//! SMTP connection that follows the `+OK` always finds the grant.
+//! SMTP connection that follows the `+OK` always finds the grant. Every way of logging
+//! in (USER/PASS, AUTH with any mechanism, APOP) takes that same path.
 
-use crate::Secret;
+use crate::sasl::{AuthResult, Credentials};
 use std::time::Duration;
 
 pub mod message;
@@ -30,21 +32,35 @@ pub const DEFAULT_MAX_LINE: usize = 1024;
 /// RFC 1939 §3: an autologout timer, if any, "MUST be of at least 10 minutes".
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
+/// Failed logins one session may make before it is closed.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+
 /// The settings a POP3 session needs (DESIGN.md `[pop3]`, `[grant] require_tls`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pop3Config {
-    /// This server's name, for replies that carry one (the RFC 1939 §7 APOP
-    /// timestamp, once APOP is offered).
+    /// This server's name, for the RFC 1939 §7 APOP timestamp and the CRAM-MD5
+    /// challenge.
     pub hostname: String,
     /// Longest command line, without CRLF ([`DEFAULT_MAX_LINE`]).
     pub max_line: usize,
     /// Time since the last command after which the session is closed (RFC 1939 §3).
     pub idle_timeout: Duration,
-    /// `false`: USER/PASS are refused without TLS (`-ERR [AUTH]`, USER left out of
-    /// CAPA) unless the peer is 127.0.0.1 or ::1.
+    /// `false`: USER/PASS and AUTH PLAIN/LOGIN are refused without TLS (`-ERR
+    /// [AUTH]`, left out of CAPA) unless the peer is 127.0.0.1 or ::1.
     pub plaintext_auth: bool,
     /// `true`: a login without TLS logs in but makes no grant.
     pub grant_requires_tls: bool,
+    /// Offer STLS (RFC 2595); the server sets this when it has a certificate.
+    pub stls: bool,
+    /// RFC 1939 §7 APOP: the greeting carries a timestamp and APOP is accepted. Off,
+    /// the greeting has no timestamp and APOP is an unknown command.
+    pub apop: bool,
+    /// Offer SASL CRAM-MD5 (RFC 2195); it needs secrets stored so the server can
+    /// compute the digest.
+    pub sasl_cram_md5: bool,
+    /// Failed logins after which the session answers `-ERR [AUTH]` and closes
+    /// ([`DEFAULT_MAX_AUTH_FAILURES`]); 0: no limit.
+    pub max_auth_failures: u32,
 }
 
 impl Default for Pop3Config {
@@ -55,6 +71,10 @@ impl Default for Pop3Config {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             plaintext_auth: true,
             grant_requires_tls: false,
+            stls: false,
+            apop: false,
+            sasl_cram_md5: false,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
         }
     }
 }
@@ -71,8 +91,13 @@ pub struct MessageMeta {
 /// What the session asks its driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pop3Effect {
-    /// Verify a USER/PASS login. Answer: [`Pop3Result::Auth`].
-    Authenticate { user: String, password: Secret },
+    /// Verify credentials (USER/PASS, SASL, APOP). Answer: [`Pop3Result::Auth`].
+    /// `AuthResult::Failed { delay }` makes the session hold its `-ERR` for `delay`.
+    Authenticate { credentials: Credentials },
+    /// RFC 2595 §4: the `+OK` to STLS is queued; flush it, run the TLS handshake on
+    /// the connection, then call [`Pop3Session::handle_tls_established`] (or close the
+    /// connection if the handshake fails). No [`Pop3Result`].
+    StartTls,
     /// Store the POP-before-SMTP grant for this peer; the `+OK` waits for it.
     /// Answer: [`Pop3Result::GrantDone`] (also when the grant store refused or failed:
     /// the driver reports that as its own event; the login goes on).
@@ -90,18 +115,11 @@ pub enum Pop3Effect {
 impl Pop3Effect {
     /// Whether the session waits for a [`Pop3Result`] for this effect.
     pub fn expects_result(&self) -> bool {
-        !matches!(self, Pop3Effect::CloseMaildrop { .. })
+        !matches!(
+            self,
+            Pop3Effect::CloseMaildrop { .. } | Pop3Effect::StartTls
+        )
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthResult {
-    /// `user` is the canonical address (a bare login name resolved to its domain).
-    Ok { user: String },
-    /// Unknown user or wrong password: the client is not told which.
-    Failed,
-    /// The user database could not be read.
-    TempFail,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

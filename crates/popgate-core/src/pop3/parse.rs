@@ -1,4 +1,4 @@
-//! POP3 command parser (RFC 1939 §3, RFC 2449 §5).
+//! POP3 command parser (RFC 1939 §3, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4).
 //!
 //! Takes one line as [`crate::line::LineReader`] delivers it (terminator removed) and
 //! returns a [`Command`] or a [`ParseError`]. It never looks at session state: whether a
@@ -17,6 +17,20 @@ pub enum Command {
     Pass {
         password: Secret,
     },
+    /// RFC 1939 §7 APOP: a mailbox name and the MD5 digest as 32 hex digits (lowered).
+    Apop {
+        name: String,
+        digest: String,
+    },
+    /// RFC 5034 §4: `AUTH mechanism [initial-response]`. The initial response is a
+    /// [`Secret`]: for PLAIN it holds the password. `AUTH` alone (no mechanism) asks
+    /// for the list of mechanisms, as clients of the pre-RFC 5034 drafts do.
+    Auth {
+        mechanism: Option<String>,
+        initial: Option<Secret>,
+    },
+    /// RFC 2595 §4.
+    Stls,
 
     // RFC 1939 §5 and §7: TRANSACTION state. Message numbers are as the client sent
     // them (1-based); a number too large for `u32` saturates, which names no message.
@@ -100,6 +114,34 @@ pub fn parse_command(line: &[u8]) -> Result<Command, ParseError> {
         "NOOP" => no_args(args, Command::Noop),
         "RSET" => no_args(args, Command::Rset),
         "CAPA" => no_args(args, Command::Capa),
+        "STLS" => no_args(args, Command::Stls),
+        // RFC 1939 §7: `APOP name digest`, the digest 16 octets in hex.
+        "APOP" => match args {
+            [name, digest] if !name.is_empty() && crate::sasl::is_md5_hex(digest) => {
+                Ok(Command::Apop {
+                    name: (*name).to_owned(),
+                    digest: digest.to_ascii_lowercase(),
+                })
+            }
+            _ => Err(ParseError::BadArgument),
+        },
+        "AUTH" => match args {
+            [] => Ok(Command::Auth {
+                mechanism: None,
+                initial: None,
+            }),
+            [mechanism] if !mechanism.is_empty() => Ok(Command::Auth {
+                mechanism: Some((*mechanism).to_owned()),
+                initial: None,
+            }),
+            [mechanism, initial] if !mechanism.is_empty() && !initial.is_empty() => {
+                Ok(Command::Auth {
+                    mechanism: Some((*mechanism).to_owned()),
+                    initial: Some(Secret::new(*initial)),
+                })
+            }
+            _ => Err(ParseError::BadArgument),
+        },
         "QUIT" => no_args(args, Command::Quit),
         "LIST" => Ok(Command::List {
             msg: optional_number(args)?,
@@ -154,17 +196,39 @@ fn number(s: &str) -> Result<u32, ParseError> {
     }))
 }
 
-/// How a command line appears in events: lossily decoded, with the argument of PASS
-/// replaced by `****`. Works on the raw bytes so a PASS line that does not parse (bad
-/// UTF-8, a NUL) is redacted all the same.
+/// How a command line appears in events: lossily decoded, with secrets replaced by
+/// `****`: the argument of PASS, an AUTH initial response (`AUTH PLAIN ****`) and an
+/// APOP digest (`APOP name ****`). Works on the raw bytes so a line that does not
+/// parse (bad UTF-8, a NUL, extra arguments) is redacted all the same.
 pub fn redact(line: &[u8]) -> String {
+    let Some((keyword, rest)) = line.split_at_checked(4) else {
+        return String::from_utf8_lossy(line).into_owned();
+    };
+    let shown = |kept: &[u8]| format!("{} ****", String::from_utf8_lossy(kept));
     // A keyword that merely starts with PASS (e.g. `PASSWORD x`) is no command of
     // ours, but may still carry a secret: hide everything after those four bytes too.
-    match line.split_at_checked(4) {
-        Some((keyword, rest)) if keyword.eq_ignore_ascii_case(b"PASS") && !rest.is_empty() => {
-            format!("{} ****", String::from_utf8_lossy(keyword))
-        }
-        _ => String::from_utf8_lossy(line).into_owned(),
+    if keyword.eq_ignore_ascii_case(b"PASS") && !rest.is_empty() {
+        return shown(keyword);
+    }
+    // AUTH and APOP: keep the keyword and the first argument (mechanism, name); hide
+    // whatever follows it.
+    if (keyword.eq_ignore_ascii_case(b"AUTH") || keyword.eq_ignore_ascii_case(b"APOP"))
+        && rest.first() == Some(&b' ')
+        && let Some(second) = rest[1..].iter().position(|&b| b == b' ')
+        && rest[1 + second..].iter().any(|&b| b != b' ' && b != b'\t')
+    {
+        return shown(&line[..4 + 1 + second]);
+    }
+    String::from_utf8_lossy(line).into_owned()
+}
+
+/// How a SASL continuation line (RFC 5034 §4) appears in events: always hidden, as
+/// it carries a password or a digest, except the `*` that cancels the exchange.
+pub fn redact_continuation(line: &[u8]) -> String {
+    if line.trim_ascii_end() == b"*" {
+        "*".to_owned()
+    } else {
+        "****".to_owned()
     }
 }
 
@@ -186,6 +250,20 @@ mod tests {
         User { name: n.to_owned() }
     }
 
+    fn apop(name: &str, digest: &str) -> Command {
+        Apop {
+            name: name.to_owned(),
+            digest: digest.to_owned(),
+        }
+    }
+
+    fn auth(mechanism: Option<&str>, initial: Option<&str>) -> Command {
+        Auth {
+            mechanism: mechanism.map(str::to_owned),
+            initial: initial.map(Secret::new),
+        }
+    }
+
     /// Successes and errors side by side, in the order of RFC 1939.
     fn cases() -> Vec<(&'static [u8], Result<Command, ParseError>)> {
         vec![
@@ -200,6 +278,41 @@ mod tests {
             (b"PASS  lead", Ok(pass(" lead"))),
             (b"PASS", Err(BadArgument)),
             (b"PASS sec\0ret", Err(InvalidBytes)),
+            // RFC 1939 §7 APOP
+            (
+                b"APOP mrose c4c9334bac560ecc979e58001b3e22fb",
+                Ok(apop("mrose", "c4c9334bac560ecc979e58001b3e22fb")),
+            ),
+            (
+                b"apop mrose C4C9334BAC560ECC979E58001B3E22FB",
+                Ok(apop("mrose", "c4c9334bac560ecc979e58001b3e22fb")),
+            ),
+            (b"APOP mrose", Err(BadArgument)),
+            (b"APOP mrose c4c9", Err(BadArgument)),
+            (
+                b"APOP mrose x4c9334bac560ecc979e58001b3e22fb",
+                Err(BadArgument),
+            ),
+            (b"APOP  c4c9334bac560ecc979e58001b3e22fb", Err(BadArgument)),
+            (
+                b"APOP a b c4c9334bac560ecc979e58001b3e22fb",
+                Err(BadArgument),
+            ),
+            // RFC 5034 §4 AUTH
+            (b"AUTH", Ok(auth(None, None))),
+            (b"AUTH PLAIN", Ok(auth(Some("PLAIN"), None))),
+            (b"auth login", Ok(auth(Some("login"), None))),
+            (
+                b"AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+                Ok(auth(Some("PLAIN"), Some("AGFsaWNlAHNlY3JldA=="))),
+            ),
+            (b"AUTH PLAIN =", Ok(auth(Some("PLAIN"), Some("=")))),
+            (b"AUTH PLAIN a b", Err(BadArgument)),
+            (b"AUTH  PLAIN", Err(BadArgument)),
+            // RFC 2595 §4 STLS
+            (b"STLS", Ok(Stls)),
+            (b"stls", Ok(Stls)),
+            (b"STLS now", Err(BadArgument)),
             // RFC 1939 §5
             (b"STAT", Ok(Stat)),
             (b"stat", Ok(Stat)),
@@ -293,8 +406,34 @@ mod tests {
     }
 
     #[test]
+    fn redacts_auth_initial_responses_and_apop_digests() {
+        for (line, shown) in [
+            (&b"AUTH PLAIN AGFsaWNlAHNlY3JldA=="[..], "AUTH PLAIN ****"),
+            (b"auth plain =", "auth plain ****"),
+            (b"AUTH PLAIN a b c", "AUTH PLAIN ****"),
+            (b"AUTH PLAIN \xffsecret", "AUTH PLAIN ****"),
+            (b"AUTH PLAIN", "AUTH PLAIN"),
+            (b"AUTH PLAIN ", "AUTH PLAIN "),
+            (b"AUTH", "AUTH"),
+            (
+                b"APOP mrose c4c9334bac560ecc979e58001b3e22fb",
+                "APOP mrose ****",
+            ),
+            (b"APOP mrose", "APOP mrose"),
+            (b"AUTHX y z", "AUTHX y z"),
+        ] {
+            assert_eq!(redact(line), shown, "{line:?}");
+        }
+        assert_eq!(redact_continuation(b"dGlt"), "****");
+        assert_eq!(redact_continuation(b""), "****");
+        assert_eq!(redact_continuation(b"*"), "*");
+    }
+
+    #[test]
     fn debug_never_shows_the_password() {
         let shown = format!("{:?}", parse_command(b"PASS hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
+        let shown = format!("{:?}", parse_command(b"AUTH PLAIN aHVudGVyMg=="));
+        assert!(!shown.contains("aHVudGVyMg=="), "{shown}");
     }
 }

@@ -1,15 +1,15 @@
 //! The POP3 server session state machine.
 
 use super::message::write_multiline;
-use super::parse::{Command, ParseError, parse_command, redact};
+use super::parse::{Command, ParseError, parse_command, redact, redact_continuation};
 use super::{
-    AuthResult, MaildropResult, MessageMeta, MessageResult, Pop3Config, Pop3Effect, Pop3Result,
-    Pop3State,
+    MaildropResult, MessageMeta, MessageResult, Pop3Config, Pop3Effect, Pop3Result, Pop3State,
 };
 use crate::event::{CloseReason, Event, EventKind, Protocol, SessionId};
 use crate::line::{Line, LineReader};
 use crate::net::{Cidr, is_local_host};
 use crate::reply::{self, Pop3Code, Pop3Reply};
+use crate::sasl::{AuthResult, Credentials, Mechanism, SaslError, SaslExchange, Step};
 use crate::time::Millis;
 use std::collections::VecDeque;
 use std::fmt;
@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The mechanism name events carry for USER/PASS logins.
-const MECHANISM: &str = "USER";
+const MECHANISM_USER: &str = "USER";
 
 // Replies only this session sends. The ones users and scripts match on across the
 // project live in `crate::reply`.
@@ -34,6 +34,22 @@ const INVALID_BYTES: Pop3Reply = err(None, "NUL or invalid UTF-8 in command");
 const MESSAGE_GONE: Pop3Reply = err(None, "Message no longer exists");
 /// RFC 1939 §6: the wording the RFC gives for a failed UPDATE.
 const NOT_REMOVED: Pop3Reply = err(Some(Pop3Code::SysTemp), "some deleted messages not removed");
+/// RFC 2595 §4: the go-ahead for the TLS handshake (the RFC's own example text).
+const STLS_OK: Pop3Reply = ok("Begin TLS negotiation");
+const TLS_ACTIVE: Pop3Reply = err(None, "TLS already active");
+/// `AUTH` without a mechanism: the list follows (as Dovecot answers it).
+const AUTH_LIST_OK: Pop3Reply = ok("SASL mechanisms follow");
+const UNSUPPORTED_MECHANISM: Pop3Reply = err(None, "Unsupported authentication mechanism");
+/// RFC 5034 §4: a cancelled exchange is rejected with -ERR.
+const AUTH_CANCELLED: Pop3Reply = err(None, "Authentication cancelled");
+/// RFC 5034 §4: a response that does not decode is rejected with -ERR.
+const BAD_BASE64: Pop3Reply = err(None, "Invalid base64 data");
+const BAD_SASL_RESPONSE: Pop3Reply = err(None, "Invalid SASL response");
+/// RFC 4616 §2: acting as another user is not supported.
+const AUTHZID_MISMATCH: Pop3Reply = err(
+    Some(Pop3Code::Auth),
+    "Authorization identity must equal the authentication identity",
+);
 
 const fn ok(text: &'static str) -> Pop3Reply {
     Pop3Reply {
@@ -54,11 +70,24 @@ const fn err(code: Option<Pop3Code>, text: &'static str) -> Pop3Reply {
 /// The effect whose result the session waits for; at most one at a time.
 #[derive(Debug)]
 enum Pending {
-    Auth { claimed: String },
-    Grant { user: String },
-    Open { user: String },
-    Retrieve { index: usize, top: Option<u32> },
-    Update { removed: usize, left: usize },
+    Auth {
+        claimed: String,
+        mechanism: &'static str,
+    },
+    Grant {
+        user: String,
+    },
+    Open {
+        user: String,
+    },
+    Retrieve {
+        index: usize,
+        top: Option<u32>,
+    },
+    Update {
+        removed: usize,
+        left: usize,
+    },
 }
 
 /// The snapshot taken at login, with the DELE marks. Present exactly while this
@@ -165,8 +194,13 @@ impl Maildrop {
                     .collect(),
                 left: self.stat().0,
             },
-            // RFC 1939 §7: USER and PASS belong to AUTHORIZATION only.
-            Command::User { .. } | Command::Pass { .. } => Answer::Reply(reply::POP3_BAD_SEQUENCE),
+            // RFC 1939 §7, RFC 5034 §4, RFC 2595 §4: logging in and STLS belong to
+            // AUTHORIZATION only.
+            Command::User { .. }
+            | Command::Pass { .. }
+            | Command::Apop { .. }
+            | Command::Auth { .. }
+            | Command::Stls => Answer::Reply(reply::POP3_BAD_SEQUENCE),
             // Answered before the state is looked at; here for exhaustiveness.
             Command::Capa => Answer::Reply(reply::POP3_BAD_SEQUENCE),
         }
@@ -182,6 +216,15 @@ impl Maildrop {
             Err(e) => Answer::Reply(e),
         }
     }
+}
+
+/// A failed login's reply, held back for the server's progressive delay.
+#[derive(Debug)]
+struct Delayed {
+    until: Millis,
+    reply: Pop3Reply,
+    /// The failure limit is reached: close after the reply.
+    close: bool,
 }
 
 /// What a TRANSACTION command comes to.
@@ -221,6 +264,13 @@ enum Answer {
 ///     // 3. Perform one effect and feed its result back. At most one effect that
 ///     //    expects a result is outstanding; while it is, buffered input waits.
 ///     if let Some(effect) = session.poll_effect() {
+///         // STLS (RFC 2595): the +OK went out in step 1; handshake on the socket,
+///         // then tell the session (a failed handshake closes the connection).
+///         if Pop3Session::is_start_tls(&effect) {
+///             let (version, cipher) = tls_handshake(&mut socket)?;
+///             session.handle_tls_established(now(), version, cipher);
+///             continue;
+///         }
 ///         // Some(result) exactly when effect.expects_result() (not CloseMaildrop).
 ///         if let Some(result) = backend.perform(effect) {
 ///             session.handle_result(now(), result);
@@ -246,6 +296,10 @@ enum Answer {
 /// that effect's result: a maildrop locked for a vanished client is then released
 /// with [`Pop3Effect::CloseMaildrop`].
 ///
+/// A failed login's `-ERR` waits for the delay the driver returned with
+/// `AuthResult::Failed { delay }`: meanwhile [`poll_timeout`](Self::poll_timeout) is
+/// the end of the delay and no input is read.
+///
 /// Memory stays bounded: command lines are at most [`Pop3Config::max_line`] octets, and
 /// [`wants_input`](Self::wants_input) is false while input cannot be consumed.
 pub struct Pop3Session {
@@ -261,6 +315,16 @@ pub struct Pop3Session {
     user: Option<String>,
     maildrop: Option<Maildrop>,
     pending: Option<Pending>,
+    /// RFC 1939 §7: the greeting's timestamp, present exactly when APOP is offered.
+    apop_timestamp: Option<String>,
+    /// A SASL exchange waiting for the client's next continuation line (RFC 5034 §4).
+    sasl: Option<(Mechanism, SaslExchange)>,
+    /// STLS was accepted: nothing is read until the handshake is over.
+    starting_tls: bool,
+    /// A failed login's reply waiting out its delay.
+    delayed: Option<Delayed>,
+    /// Failed logins in this session, against [`Pop3Config::max_auth_failures`].
+    auth_failures: u32,
     /// Close at the next command boundary.
     shutting_down: bool,
     /// RFC 1939 §3 autologout: idle time counts from the last command (or the last
@@ -281,6 +345,10 @@ impl fmt::Debug for Pop3Session {
             .field("state", &self.state)
             .field("user", &self.user)
             .field("pending", &self.pending)
+            .field("sasl", &self.sasl.as_ref().map(|(m, _)| m))
+            .field("starting_tls", &self.starting_tls)
+            .field("delayed", &self.delayed)
+            .field("auth_failures", &self.auth_failures)
             .field("shutting_down", &self.shutting_down)
             .field("buffered", &self.reader.buffered())
             .finish_non_exhaustive()
@@ -300,6 +368,7 @@ impl Pop3Session {
         now: Millis,
     ) -> Pop3Session {
         let reader = LineReader::new(config.max_line);
+        let apop_timestamp = config.apop.then(|| unique_id(id, now, &config.hostname));
         let mut session = Pop3Session {
             config,
             id,
@@ -311,6 +380,11 @@ impl Pop3Session {
             user: None,
             maildrop: None,
             pending: None,
+            apop_timestamp,
+            sasl: None,
+            starting_tls: false,
+            delayed: None,
+            auth_failures: 0,
             shutting_down: false,
             idle_since: now,
             transmit: Vec::new(),
@@ -326,15 +400,24 @@ impl Pop3Session {
                 tls,
             },
         );
-        // RFC 1939 §4: the greeting opens the AUTHORIZATION state.
-        session.send(now, GREETING);
+        // RFC 1939 §4: the greeting opens the AUTHORIZATION state; RFC 1939 §7: with
+        // APOP it ends with the timestamp the digest is computed over.
+        match session.apop_timestamp.clone() {
+            Some(timestamp) => {
+                let text = format!("{} {timestamp}", GREETING.text);
+                session.send_line(now, GREETING.line_with(&text));
+            }
+            None => session.send(now, GREETING),
+        }
         session
     }
 
     /// Bytes read from the peer. Complete lines are answered in order (RFC 2449
     /// PIPELINING) until one needs an effect's result; the rest waits in the buffer.
     pub fn handle_input(&mut self, now: Millis, bytes: &[u8]) {
-        if self.state == Pop3State::Closed {
+        // RFC 2595 §4: plaintext that arrives after STLS was accepted is never
+        // executed, not even once TLS is up.
+        if self.state == Pop3State::Closed || self.starting_tls {
             return;
         }
         self.reader.push(bytes);
@@ -363,12 +446,12 @@ impl Pop3Session {
         }
         self.idle_since = now;
         match pending {
-            Pending::Auth { claimed } => {
+            Pending::Auth { claimed, mechanism } => {
                 let result = match result {
                     Pop3Result::Auth(r) => r,
                     _ => AuthResult::TempFail,
                 };
-                self.authenticated(now, claimed, result);
+                self.authenticated(now, claimed, mechanism, result);
             }
             // Any answer means the grant step is over; a store failure is the driver's
             // event to report, and the login goes on.
@@ -395,9 +478,17 @@ impl Pop3Session {
         self.process(now);
     }
 
-    /// Call when `now >= poll_timeout()`. RFC 1939 §3: an idle client is logged out
-    /// without entering UPDATE, so messages marked deleted stay.
+    /// Call when `now >= poll_timeout()`: a failed login's delay is over (its reply
+    /// goes out), or the client idled too long. RFC 1939 §3: an idle client is logged
+    /// out without entering UPDATE, so messages marked deleted stay.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if let Some(delayed) = &self.delayed {
+            if now >= delayed.until {
+                self.end_delay(now);
+                self.process(now);
+            }
+            return;
+        }
         match self.poll_timeout() {
             Some(deadline) if now >= deadline => {
                 self.send(now, reply::POP3_TIMEOUT);
@@ -419,7 +510,33 @@ impl Pop3Session {
     /// outstanding) answer `-ERR` and close without entering UPDATE.
     pub fn handle_shutdown(&mut self, now: Millis) {
         self.shutting_down = true;
+        // A failed login's delay is cut short: stopping the server is not the moment
+        // to hold a connection open for it.
+        if self.delayed.is_some() {
+            self.end_delay(now);
+        }
         self.process(now);
+    }
+
+    /// The TLS handshake that [`Pop3Effect::StartTls`] asked for succeeded (RFC 2595
+    /// §4). The session continues in AUTHORIZATION over TLS: `TlsStarted` is emitted,
+    /// STLS is no longer offered, and cleartext logins are allowed.
+    pub fn handle_tls_established(&mut self, now: Millis, version: String, cipher: String) {
+        if self.state == Pop3State::Closed {
+            return;
+        }
+        self.starting_tls = false;
+        self.tls = true;
+        self.idle_since = now;
+        self.event(now, EventKind::TlsStarted { version, cipher });
+        self.process(now);
+    }
+
+    /// Whether `effect` is [`Pop3Effect::StartTls`], which the driver answers with a
+    /// TLS handshake and [`handle_tls_established`](Self::handle_tls_established)
+    /// rather than a [`Pop3Result`].
+    pub fn is_start_tls(effect: &Pop3Effect) -> bool {
+        matches!(effect, Pop3Effect::StartTls)
     }
 
     /// Bytes to send, all queued so far.
@@ -439,22 +556,39 @@ impl Pop3Session {
         self.events.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout); `None` while the session
-    /// waits for an effect (the client is waiting on us, not idle) or is closed.
+    /// When to call [`handle_timeout`](Self::handle_timeout): the end of a failed
+    /// login's delay, else the idle deadline. `None` while the session waits for an
+    /// effect or a TLS handshake (the client is waiting on us, not idle) or is closed.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if self.state == Pop3State::Closed || self.pending.is_some() {
+        if self.state == Pop3State::Closed {
+            None
+        } else if let Some(delayed) = &self.delayed {
+            Some(delayed.until)
+        } else if self.pending.is_some() || self.starting_tls {
             None
         } else {
             Some(self.idle_since.saturating_add(self.config.idle_timeout))
         }
     }
 
-    /// Whether the driver should read from the peer now. False while an effect result
-    /// is awaited (input would only pile up) or the buffer holds a full line's worth.
+    /// Whether the driver should read from the peer now. False while an effect result,
+    /// a failed login's delay or a TLS handshake is awaited (input would only pile
+    /// up), or while the buffer holds a full line's worth.
     pub fn wants_input(&self) -> bool {
+        self.is_ready() && self.reader.buffered() <= self.config.max_line + 1
+    }
+
+    /// Whether the session is free to answer the next line.
+    fn is_ready(&self) -> bool {
         self.state != Pop3State::Closed
             && self.pending.is_none()
-            && self.reader.buffered() <= self.config.max_line + 1
+            && self.delayed.is_none()
+            && !self.starting_tls
+    }
+
+    /// Whether the session runs over TLS (implicit, or since STLS).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The session is over: flush [`poll_transmit`](Self::poll_transmit) and perform
@@ -475,7 +609,7 @@ impl Pop3Session {
     /// Answer buffered lines until one needs an effect, the buffer runs dry, or the
     /// session closes.
     fn process(&mut self, now: Millis) {
-        while self.pending.is_none() && self.state != Pop3State::Closed {
+        while self.is_ready() {
             if self.shutting_down {
                 self.send(now, reply::POP3_SHUTTING_DOWN);
                 self.close(now, CloseReason::ShuttingDown);
@@ -485,6 +619,10 @@ impl Pop3Session {
                 return;
             };
             self.idle_since = now;
+            if let Some((mechanism, exchange)) = self.sasl.take() {
+                self.sasl_continue(now, mechanism, exchange, line);
+                continue;
+            }
             match line {
                 // The reader already skips to the next LF: the session goes on.
                 Line::TooLong => self.send(now, reply::POP3_LINE_TOO_LONG),
@@ -528,14 +666,32 @@ impl Pop3Session {
             }
             (Authorization, Command::Pass { password }) => match self.claimed.take() {
                 Some(user) => {
-                    self.effects.push_back(Pop3Effect::Authenticate {
-                        user: user.clone(),
-                        password,
-                    });
-                    self.pending = Some(Pending::Auth { claimed: user });
+                    self.authenticate(Credentials::password(MECHANISM_USER, None, user, password))
                 }
                 None => self.send(now, reply::POP3_BAD_SEQUENCE),
             },
+
+            // RFC 1939 §7 APOP, only when enabled (then the greeting has the timestamp).
+            (Authorization, Command::Apop { name, digest }) => {
+                self.claimed = None;
+                match self.apop_timestamp.clone() {
+                    Some(timestamp) => self.authenticate(Credentials::Apop {
+                        user: name,
+                        timestamp,
+                        digest,
+                    }),
+                    None => self.send(now, reply::POP3_UNKNOWN_COMMAND),
+                }
+            }
+
+            // RFC 5034 §4 AUTH.
+            (Authorization, Command::Auth { mechanism, initial }) => {
+                self.claimed = None;
+                self.auth(now, mechanism, initial);
+            }
+
+            // RFC 2595 §4 STLS.
+            (Authorization, Command::Stls) => self.stls(now),
             // RFC 1939 §4: QUIT in AUTHORIZATION closes without UPDATE.
             (Authorization, Command::Quit) => {
                 self.send(now, SIGNING_OFF);
@@ -617,14 +773,167 @@ impl Pop3Session {
         self.event(now, EventKind::MessagesRemoved { user, count });
     }
 
-    fn authenticated(&mut self, now: Millis, claimed: String, result: AuthResult) {
+    /// RFC 2595 §4: STLS only when offered and TLS is not already up.
+    fn stls(&mut self, now: Millis) {
+        if self.tls {
+            self.send(now, TLS_ACTIVE);
+        } else if !self.config.stls {
+            self.send(now, reply::POP3_UNKNOWN_COMMAND);
+        } else {
+            self.claimed = None;
+            self.send(now, STLS_OK);
+            // RFC 2595 §4 / DESIGN.md: whatever the client pipelined after STLS was
+            // sent in plaintext and is dropped, never executed inside TLS.
+            self.reader.take_buffer();
+            self.starting_tls = true;
+            self.effects.push_back(Pop3Effect::StartTls);
+        }
+    }
+
+    /// RFC 5034 §4: `AUTH` with a mechanism starts an exchange; without one, list the
+    /// mechanisms on offer.
+    fn auth(&mut self, now: Millis, mechanism: Option<String>, initial: Option<crate::Secret>) {
+        let Some(name) = mechanism else {
+            let body: String = self
+                .mechanisms()
+                .map(|m| format!("{}\r\n", m.name()))
+                .collect();
+            self.send_multiline(now, AUTH_LIST_OK.line(), body.as_bytes());
+            return;
+        };
+        let mechanism = match Mechanism::parse(&name) {
+            Some(Mechanism::CramMd5) if !self.config.sasl_cram_md5 => None,
+            other => other,
+        };
+        let Some(mechanism) = mechanism else {
+            self.send(now, UNSUPPORTED_MECHANISM);
+            return;
+        };
+        if mechanism.is_plaintext() && !self.plaintext_allowed() {
+            self.send(now, reply::POP3_ENCRYPTION_REQUIRED);
+            return;
+        }
+        let challenge_id = unique_id(self.id, now, &self.config.hostname);
+        let initial = initial.as_ref().map(crate::Secret::expose);
+        let (exchange, step) = SaslExchange::start(mechanism, initial, &challenge_id);
+        self.sasl_step(now, mechanism, exchange, step);
+    }
+
+    /// One client line while a SASL exchange is in progress.
+    fn sasl_continue(
+        &mut self,
+        now: Millis,
+        mechanism: Mechanism,
+        mut exchange: SaslExchange,
+        line: Line,
+    ) {
+        let step = match line {
+            Line::TooLong => Step::Failed(SaslError::TooLong),
+            Line::Complete(line) => {
+                self.event(
+                    now,
+                    EventKind::ClientLine {
+                        line: redact_continuation(&line),
+                    },
+                );
+                match std::str::from_utf8(&line) {
+                    Ok(text) => exchange.step(text),
+                    // Not ASCII, so not base64.
+                    Err(_) => Step::Failed(SaslError::BadBase64),
+                }
+            }
+        };
+        self.sasl_step(now, mechanism, exchange, step);
+    }
+
+    fn sasl_step(&mut self, now: Millis, mechanism: Mechanism, exchange: SaslExchange, step: Step) {
+        match step {
+            // RFC 5034 §4: "+" SP base64 challenge (an empty one is just "+ ").
+            Step::Challenge(challenge) => {
+                self.send_line(now, format!("+ {challenge}\r\n"));
+                self.sasl = Some((mechanism, exchange));
+            }
+            Step::Done(credentials) => self.authenticate(credentials),
+            Step::Failed(SaslError::Cancelled) => self.send(now, AUTH_CANCELLED),
+            Step::Failed(error) => {
+                self.event(
+                    now,
+                    EventKind::AuthFailed {
+                        user: None,
+                        mechanism: mechanism.name().to_owned(),
+                    },
+                );
+                let reply = match error {
+                    SaslError::BadBase64 => BAD_BASE64,
+                    SaslError::AuthzidMismatch => AUTHZID_MISMATCH,
+                    SaslError::TooLong => reply::POP3_LINE_TOO_LONG,
+                    SaslError::Malformed | SaslError::Cancelled => BAD_SASL_RESPONSE,
+                };
+                // A broken exchange tests no password, so it gets no delay, but it
+                // counts against the session's limit like any failed login.
+                self.login_failed(now, reply, std::time::Duration::ZERO);
+            }
+        }
+    }
+
+    /// Ask the driver to verify `credentials`; the answer continues in
+    /// [`authenticated`](Self::authenticated).
+    fn authenticate(&mut self, credentials: Credentials) {
+        let pending = Pending::Auth {
+            claimed: credentials.user().to_owned(),
+            mechanism: credentials.mechanism(),
+        };
+        self.effects
+            .push_back(Pop3Effect::Authenticate { credentials });
+        self.pending = Some(pending);
+    }
+
+    /// A failed login: count it, then answer after `delay` (at once when zero). At the
+    /// session's limit the answer is the limit's and the session closes.
+    fn login_failed(&mut self, now: Millis, reply: Pop3Reply, delay: std::time::Duration) {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        let limit = self.config.max_auth_failures;
+        let close = limit != 0 && self.auth_failures >= limit;
+        let reply = if close {
+            reply::POP3_TOO_MANY_AUTH_FAILURES
+        } else {
+            reply
+        };
+        self.delayed = Some(Delayed {
+            until: now.saturating_add(delay),
+            reply,
+            close,
+        });
+        if delay.is_zero() {
+            self.end_delay(now);
+        }
+    }
+
+    /// Send the delayed failure reply (and close at the limit).
+    fn end_delay(&mut self, now: Millis) {
+        if let Some(delayed) = self.delayed.take() {
+            self.idle_since = now;
+            self.send(now, delayed.reply);
+            if delayed.close {
+                self.close(now, CloseReason::Error);
+            }
+        }
+    }
+
+    fn authenticated(
+        &mut self,
+        now: Millis,
+        claimed: String,
+        mechanism: &'static str,
+        result: AuthResult,
+    ) {
         match result {
             AuthResult::Ok { user } => {
                 self.event(
                     now,
                     EventKind::AuthSucceeded {
                         user: user.clone(),
-                        mechanism: MECHANISM.to_owned(),
+                        mechanism: mechanism.to_owned(),
                     },
                 );
                 // DESIGN.md: the grant is stored before the +OK, and even if the
@@ -647,16 +956,17 @@ impl Pop3Session {
                     self.pending = Some(Pending::Grant { user });
                 }
             }
-            AuthResult::Failed => {
+            AuthResult::Failed { delay } => {
                 self.event(
                     now,
                     EventKind::AuthFailed {
                         user: Some(claimed),
-                        mechanism: MECHANISM.to_owned(),
+                        mechanism: mechanism.to_owned(),
                     },
                 );
-                // RFC 3206 §4: [AUTH], the same text whether the user exists or not.
-                self.send(now, reply::POP3_BAD_CREDENTIALS);
+                // RFC 3206 §4: [AUTH], the same text whether the user exists or not,
+                // after the delay the server chose for this address.
+                self.login_failed(now, reply::POP3_BAD_CREDENTIALS, delay);
             }
             // RFC 3206 §5: not the client's fault, so no AuthFailed.
             AuthResult::TempFail => self.send(now, reply::POP3_TEMP_FAILURE),
@@ -699,18 +1009,41 @@ impl Pop3Session {
         }
     }
 
-    /// RFC 2449 §5. Capabilities of AUTHORIZATION are announced in both states.
+    /// RFC 2449 §5. Capabilities of AUTHORIZATION are announced in both states; the
+    /// list follows the session's state, so after STLS it no longer names STLS and
+    /// names the cleartext mechanisms TLS allowed.
     fn capa(&mut self, now: Millis) {
         let mut body = String::from("TOP\r\nUIDL\r\n");
         if self.plaintext_allowed() {
             // RFC 2449 §6.8.
             body.push_str("USER\r\n");
         }
-        body.push_str("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION popgate\r\n");
+        body.push_str("RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+        // RFC 2449 §6.3 / RFC 5034 §3: SASL and the mechanisms on offer.
+        let mechanisms: Vec<&str> = self.mechanisms().map(|m| m.name()).collect();
+        if !mechanisms.is_empty() {
+            body.push_str(&format!("SASL {}\r\n", mechanisms.join(" ")));
+        }
+        // RFC 2595 §4.
+        if self.config.stls && !self.tls {
+            body.push_str("STLS\r\n");
+        }
+        body.push_str("IMPLEMENTATION popgate\r\n");
         self.send_multiline(now, CAPA_OK.line(), body.as_bytes());
     }
 
-    /// DESIGN.md: USER/PASS without TLS only when configured, or from the host itself.
+    /// The SASL mechanisms this session offers now.
+    fn mechanisms(&self) -> impl Iterator<Item = Mechanism> + use<> {
+        let plaintext = self.plaintext_allowed();
+        let cram_md5 = self.config.sasl_cram_md5;
+        Mechanism::ALL.into_iter().filter(move |m| match m {
+            Mechanism::Plain | Mechanism::Login => plaintext,
+            Mechanism::CramMd5 => cram_md5,
+        })
+    }
+
+    /// DESIGN.md: cleartext passwords (USER/PASS, SASL PLAIN and LOGIN) without TLS
+    /// only when configured, or from the host itself.
     fn plaintext_allowed(&self) -> bool {
         self.config.plaintext_auth || self.tls || is_local_host(self.peer.ip())
     }
@@ -719,6 +1052,9 @@ impl Pop3Session {
     fn close(&mut self, now: Millis, reason: CloseReason) {
         self.state = Pop3State::Closed;
         self.claimed = None;
+        self.sasl = None;
+        self.delayed = None;
+        self.starting_tls = false;
         if let Some(drop) = self.maildrop.take() {
             self.effects
                 .push_back(Pop3Effect::CloseMaildrop { user: drop.user });
@@ -748,4 +1084,10 @@ impl Pop3Session {
     fn event(&mut self, now: Millis, kind: EventKind) {
         self.events.push_back(Event::new(now, Some(self.id), kind));
     }
+}
+
+/// RFC 1939 §7: a timestamp unique to this session and moment, `<session.millis@host>`;
+/// the APOP greeting's timestamp and the CRAM-MD5 challenge (RFC 2195 §2).
+fn unique_id(id: SessionId, now: Millis, hostname: &str) -> String {
+    format!("<{id}.{}@{hostname}>", now.0)
 }

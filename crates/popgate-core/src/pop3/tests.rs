@@ -2,13 +2,23 @@
 //! exchanges.
 
 use super::*;
+use crate::Secret;
 use crate::event::{CloseReason, Event, EventKind, Protocol, SessionId};
+use crate::sasl::{AuthResult, Credentials};
 use crate::testing::test;
 use crate::time::Millis;
 use std::sync::Arc;
+use std::time::Duration;
 
 const PASSWORD: &str = "correct horse";
 const START: Millis = Millis(1_000_000);
+/// The RFC 1939 §7 timestamp of session 7 at START on host `localhost`: the APOP
+/// greeting's, and the CRAM-MD5 challenge of an AUTH at START.
+const TIMESTAMP: &str = "<7.1000000@localhost>";
+/// MD5(TIMESTAMP + PASSWORD) (RFC 1939 §7).
+const APOP_DIGEST: &str = "e2c03fb3c5ae84cbc9ca27ce6549a162";
+/// HMAC-MD5 of TIMESTAMP keyed with PASSWORD (RFC 2195 §2).
+const CRAM_DIGEST: &str = "0963ba2b732b2215da2c208199d0af7f";
 
 /// Sizes below are of the CRLF form: 45, 67 and 39 octets, 151 in all.
 fn maildrop() -> Vec<(String, Vec<u8>)> {
@@ -33,6 +43,11 @@ fn maildrop() -> Vec<(String, Vec<u8>)> {
 struct Backend {
     /// (login name, password, canonical address)
     users: Vec<(&'static str, &'static str, &'static str)>,
+    /// Digests that verify, as (mechanism, login, challenge, digest): core computes no
+    /// MD5, so the test backend knows the right answers.
+    digests: Vec<(&'static str, &'static str, &'static str, &'static str)>,
+    /// What a failed verification asks the session to wait.
+    delay: Duration,
     messages: Vec<(String, Vec<u8>)>,
     locked_elsewhere: bool,
     /// Removed by "another program" after the snapshot.
@@ -49,6 +64,11 @@ impl Backend {
                 ("alice", PASSWORD, "alice@example.test"),
                 ("bob@example.test", "bobs secret", "bob@example.test"),
             ],
+            digests: vec![
+                ("APOP", "alice", TIMESTAMP, APOP_DIGEST),
+                ("CRAM-MD5", "alice", TIMESTAMP, CRAM_DIGEST),
+            ],
+            delay: Duration::ZERO,
             messages: maildrop(),
             locked_elsewhere: false,
             gone: Vec::new(),
@@ -60,19 +80,40 @@ impl Backend {
 
     fn perform(&mut self, effect: &Pop3Effect) -> Option<Pop3Result> {
         Some(match effect {
-            Pop3Effect::Authenticate { user, password } => {
+            Pop3Effect::Authenticate { credentials } => {
                 if self.auth_tempfail {
                     Pop3Result::Auth(AuthResult::TempFail)
                 } else {
-                    let found = self
+                    let verified = match credentials {
+                        Credentials::Password { user, password, .. } => self
+                            .users
+                            .iter()
+                            .any(|(login, pw, _)| login == user && *pw == password.expose()),
+                        Credentials::CramMd5 {
+                            user,
+                            challenge,
+                            digest,
+                        }
+                        | Credentials::Apop {
+                            user,
+                            timestamp: challenge,
+                            digest,
+                        } => self.digests.contains(&(
+                            credentials.mechanism(),
+                            user.as_str(),
+                            challenge.as_str(),
+                            digest.as_str(),
+                        )),
+                    };
+                    let canonical = self
                         .users
                         .iter()
-                        .find(|(login, pw, _)| login == user && *pw == password.expose());
-                    Pop3Result::Auth(match found {
-                        Some((_, _, canonical)) => AuthResult::Ok {
+                        .find(|(login, _, _)| *login == credentials.user());
+                    Pop3Result::Auth(match canonical {
+                        Some((_, _, canonical)) if verified => AuthResult::Ok {
                             user: (*canonical).to_owned(),
                         },
-                        None => AuthResult::Failed,
+                        _ => AuthResult::Failed { delay: self.delay },
                     })
                 }
             }
@@ -108,7 +149,7 @@ impl Backend {
                     Pop3Result::Updated { ok: true }
                 }
             }
-            Pop3Effect::CloseMaildrop { .. } => return None,
+            Pop3Effect::CloseMaildrop { .. } | Pop3Effect::StartTls => return None,
         })
     }
 }
@@ -233,13 +274,17 @@ fn alice() -> String {
     "alice@example.test".to_owned()
 }
 
+fn user_pass(user: &str, password: &str) -> Credentials {
+    Credentials::password("USER", None, user, Secret::new(password))
+}
+
 #[test]
 fn login_and_read_the_maildrop() {
     let mut h = Harness::new();
     assert_eq!(
         h.send("CAPA\r\n"),
         "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\nRESP-CODES\r\n\
-         AUTH-RESP-CODE\r\nPIPELINING\r\nIMPLEMENTATION popgate\r\n.\r\n"
+         AUTH-RESP-CODE\r\nPIPELINING\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION popgate\r\n.\r\n"
     );
     h.login();
     assert_eq!(h.send("STAT\r\n"), "+OK 3 151\r\n");
@@ -284,8 +329,7 @@ fn login_and_read_the_maildrop() {
         h.effects(),
         vec![
             Pop3Effect::Authenticate {
-                user: "alice".into(),
-                password: crate::Secret::new(PASSWORD),
+                credentials: user_pass("alice", PASSWORD),
             },
             Pop3Effect::Grant { user: alice() },
             Pop3Effect::OpenMaildrop { user: alice() },
@@ -606,8 +650,12 @@ fn the_password_never_leaves() {
             .is_some_and(|e| !format!("{e:?}").contains(secret))
     );
     let debug = format!("{:?}", h.session);
-    h.session
-        .handle_result(h.now, Pop3Result::Auth(AuthResult::Failed));
+    h.session.handle_result(
+        h.now,
+        Pop3Result::Auth(AuthResult::Failed {
+            delay: Duration::ZERO,
+        }),
+    );
     let mut out = h.pump();
     assert_eq!(h.session.state(), Pop3State::Transaction);
     h.session
@@ -842,8 +890,7 @@ fn shutdown_closes_at_the_next_command_boundary_without_update() {
         h.effects(),
         vec![
             Pop3Effect::Authenticate {
-                user: "alice".into(),
-                password: crate::Secret::new(PASSWORD)
+                credentials: user_pass("alice", PASSWORD),
             },
             Pop3Effect::Grant { user: alice() },
             Pop3Effect::OpenMaildrop { user: alice() },
@@ -1010,6 +1057,641 @@ fn config_defaults_follow_the_rfcs() {
     assert_eq!(c.max_line, 1024);
     assert_eq!(c.idle_timeout, std::time::Duration::from_secs(600));
     assert!(c.plaintext_auth && !c.grant_requires_tls);
+    assert!(!c.stls && !c.apop && !c.sasl_cram_md5);
+    assert_eq!(c.max_auth_failures, 3);
+    assert!(!Pop3Effect::StartTls.expects_result());
     assert!(!Pop3Effect::CloseMaildrop { user: alice() }.expects_result());
     assert!(Pop3Effect::Grant { user: alice() }.expects_result());
+}
+
+// ---- STLS (RFC 2595), AUTH (RFC 5034), APOP (RFC 1939 §7), login hygiene ----
+
+use crate::sasl::encode as b64;
+
+const CAPA_HEAD: &str = "+OK Capability list follows\r\nTOP\r\nUIDL\r\n";
+const CAPA_TAIL: &str = "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
+const FAILED: &str = "-ERR [AUTH] Authentication failed\r\n";
+const TLS_VERSION: &str = "TLSv1_3";
+const TLS_CIPHER: &str = "TLS13_AES_256_GCM_SHA384";
+
+fn stls_config() -> Pop3Config {
+    Pop3Config {
+        stls: true,
+        ..Pop3Config::default()
+    }
+}
+
+fn capa(lines: &[&str]) -> String {
+    let mut c = CAPA_HEAD.to_owned();
+    for line in lines {
+        c.push_str(line);
+        c.push_str("\r\n");
+    }
+    c.push_str("IMPLEMENTATION popgate\r\n.\r\n");
+    c
+}
+
+impl Harness {
+    fn established(&mut self) -> String {
+        self.session
+            .handle_tls_established(self.now, TLS_VERSION.into(), TLS_CIPHER.into());
+        self.pump()
+    }
+
+    fn auth_effects(&self) -> Vec<Credentials> {
+        self.effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Pop3Effect::Authenticate { credentials } => Some(credentials),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn client_lines(&self) -> Vec<String> {
+        self.kinds()
+            .into_iter()
+            .filter_map(|k| match k {
+                EventKind::ClientLine { line } => Some(line),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn logged_in(&self) -> bool {
+        self.session.state() == Pop3State::Transaction
+    }
+}
+
+#[test]
+fn stls_discards_plaintext_pipelined_after_it() {
+    let mut h = Harness::with(stls_config(), "192.0.2.10:40000", false);
+    // The injected USER rides in the same packet as STLS.
+    assert_eq!(
+        h.send("STLS\r\nUSER x\r\n"),
+        "+OK Begin TLS negotiation\r\n"
+    );
+    assert_eq!(h.effects(), vec![Pop3Effect::StartTls]);
+    assert!(Pop3Session::is_start_tls(&Pop3Effect::StartTls));
+    // Until the handshake is over: nothing is read and no timer runs.
+    assert!(!h.session.wants_input());
+    assert_eq!(h.session.poll_timeout(), None);
+    h.session.handle_input(h.now, b"PASS y\r\n");
+    assert_eq!(h.pump(), "");
+
+    assert_eq!(h.established(), "");
+    assert!(h.session.is_tls());
+    assert!(h.kinds().contains(&EventKind::TlsStarted {
+        version: TLS_VERSION.into(),
+        cipher: TLS_CIPHER.into(),
+    }));
+    // Neither the injected USER nor the PASS ran: PASS now has no USER before it.
+    assert_eq!(
+        h.send(&format!("PASS {PASSWORD}\r\n")),
+        "-ERR Command not valid in this state\r\n"
+    );
+    assert_eq!(h.client_lines(), ["STLS", "PASS ****"]);
+    assert!(h.auth_effects().is_empty());
+    // STLS is no longer offered, and refused.
+    assert_eq!(
+        h.send("CAPA\r\n"),
+        capa(&["USER", CAPA_TAIL.trim_end(), "SASL PLAIN LOGIN"])
+    );
+    assert_eq!(h.send("STLS\r\n"), "-ERR TLS already active\r\n");
+    h.login();
+    assert!(h.has_grant());
+}
+
+#[test]
+fn stls_only_when_offered_and_before_login() {
+    let mut h = Harness::new();
+    assert!(!h.send("CAPA\r\n").contains("STLS"));
+    assert_eq!(h.send("STLS\r\n"), "-ERR Unknown command\r\n");
+
+    let mut h = Harness::with(stls_config(), "192.0.2.10:40000", false);
+    assert!(h.send("CAPA\r\n").contains("\r\nSTLS\r\n"));
+    h.login();
+    assert_eq!(
+        h.send("STLS\r\n"),
+        "-ERR Command not valid in this state\r\n"
+    );
+    // Over implicit TLS there is nothing to start.
+    let mut h = Harness::with(stls_config(), "192.0.2.10:40000", true);
+    assert!(!h.send("CAPA\r\n").contains("STLS"));
+    assert_eq!(h.send("STLS\r\n"), "-ERR TLS already active\r\n");
+}
+
+#[test]
+fn a_handshake_that_fails_is_a_disconnect() {
+    let mut h = Harness::with(stls_config(), "192.0.2.10:40000", false);
+    h.send("STLS\r\n");
+    h.session.handle_disconnect(h.now);
+    assert_eq!(h.pump(), "");
+    assert!(h.session.is_closed());
+    // A late handshake report changes nothing.
+    h.session
+        .handle_tls_established(h.now, TLS_VERSION.into(), TLS_CIPHER.into());
+    assert!(!h.session.is_tls());
+}
+
+#[test]
+fn capa_follows_the_session_state() {
+    let refused = Pop3Config {
+        stls: true,
+        plaintext_auth: false,
+        sasl_cram_md5: true,
+        ..Pop3Config::default()
+    };
+    // Plaintext without TLS: no USER, no PLAIN/LOGIN, but CRAM-MD5 and STLS.
+    let mut h = Harness::with(refused.clone(), "192.0.2.10:40000", false);
+    assert_eq!(
+        h.send("CAPA\r\n"),
+        capa(&[CAPA_TAIL.trim_end(), "SASL CRAM-MD5", "STLS"])
+    );
+    h.send("STLS\r\n");
+    h.established();
+    let after = capa(&["USER", CAPA_TAIL.trim_end(), "SASL PLAIN LOGIN CRAM-MD5"]);
+    assert_eq!(h.send("CAPA\r\n"), after);
+    h.login();
+    // TRANSACTION: the same list (RFC 2449 §5 allows it).
+    assert_eq!(h.send("CAPA\r\n"), after);
+
+    // Nothing cleartext and no CRAM-MD5: no SASL line at all.
+    let mut h = Harness::with(
+        Pop3Config {
+            plaintext_auth: false,
+            ..Pop3Config::default()
+        },
+        "192.0.2.10:40000",
+        false,
+    );
+    assert_eq!(h.send("CAPA\r\n"), capa(&[CAPA_TAIL.trim_end()]));
+    assert_eq!(h.send("AUTH\r\n"), "+OK SASL mechanisms follow\r\n.\r\n");
+}
+
+#[test]
+fn auth_plain_with_an_initial_response() {
+    let mut h = Harness::new();
+    let initial = b64(format!("\0alice\0{PASSWORD}"));
+    assert_eq!(
+        h.send(&format!("AUTH PLAIN {initial}\r\n")),
+        "+OK maildrop has 3 messages (151 octets)\r\n"
+    );
+    assert!(h.logged_in());
+    assert_eq!(
+        h.auth_effects(),
+        [Credentials::password(
+            "PLAIN",
+            None,
+            "alice",
+            Secret::new(PASSWORD)
+        )]
+    );
+    assert!(h.kinds().contains(&EventKind::AuthSucceeded {
+        user: alice(),
+        mechanism: "PLAIN".into()
+    }));
+    assert_eq!(h.client_lines(), ["AUTH PLAIN ****"]);
+}
+
+#[test]
+fn auth_plain_with_a_continuation() {
+    let mut h = Harness::new();
+    // RFC 5034 §4: an empty challenge is "+ ".
+    assert_eq!(h.send("auth plain\r\n"), "+ \r\n");
+    assert!(h.session.wants_input());
+    let response = b64(format!("alice\0alice\0{PASSWORD}"));
+    assert_eq!(
+        h.send(&format!("{response}\r\n")),
+        "+OK maildrop has 3 messages (151 octets)\r\n"
+    );
+    assert!(h.logged_in());
+    assert_eq!(h.client_lines(), ["auth plain", "****"]);
+    // "=" is an empty initial response, which PLAIN cannot use.
+    let mut h = Harness::new();
+    assert_eq!(h.send("AUTH PLAIN =\r\n"), "-ERR Invalid SASL response\r\n");
+}
+
+#[test]
+fn auth_login_prompts_for_user_and_password() {
+    let mut h = Harness::new();
+    assert_eq!(h.send("AUTH LOGIN\r\n"), "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(
+        h.send(&format!("{}\r\n", b64("alice"))),
+        "+ UGFzc3dvcmQ6\r\n"
+    );
+    assert_eq!(
+        h.send(&format!("{}\r\n", b64(PASSWORD))),
+        "+OK maildrop has 3 messages (151 octets)\r\n"
+    );
+    assert!(h.logged_in());
+    assert!(h.kinds().contains(&EventKind::AuthSucceeded {
+        user: alice(),
+        mechanism: "LOGIN".into()
+    }));
+    assert_eq!(h.client_lines(), ["AUTH LOGIN", "****", "****"]);
+}
+
+#[test]
+fn auth_cram_md5_challenges_with_a_unique_timestamp() {
+    let config = Pop3Config {
+        sasl_cram_md5: true,
+        ..Pop3Config::default()
+    };
+    let mut h = Harness::with(config, "192.0.2.10:40000", false);
+    // RFC 2195 §2: the challenge is an RFC 1939 §7 style timestamp, base64-encoded.
+    assert_eq!(
+        h.send("AUTH CRAM-MD5\r\n"),
+        format!("+ {}\r\n", b64(TIMESTAMP))
+    );
+    assert_eq!(
+        h.send(&format!("{}\r\n", b64(format!("alice {CRAM_DIGEST}")))),
+        "+OK maildrop has 3 messages (151 octets)\r\n"
+    );
+    assert_eq!(
+        h.auth_effects(),
+        [Credentials::CramMd5 {
+            user: "alice".into(),
+            challenge: TIMESTAMP.into(),
+            digest: CRAM_DIGEST.into(),
+        }]
+    );
+    // A later exchange gets another challenge.
+    let mut h = Harness::with(
+        Pop3Config {
+            sasl_cram_md5: true,
+            ..Pop3Config::default()
+        },
+        "192.0.2.10:40000",
+        false,
+    );
+    h.now = Millis(START.0 + 1);
+    assert_eq!(
+        h.send("AUTH CRAM-MD5\r\n"),
+        format!("+ {}\r\n", b64("<7.1000001@localhost>"))
+    );
+    // Off: not offered, not accepted.
+    let mut h = Harness::new();
+    assert_eq!(
+        h.send("AUTH CRAM-MD5\r\n"),
+        "-ERR Unsupported authentication mechanism\r\n"
+    );
+    assert_eq!(
+        h.send("AUTH DIGEST-MD5\r\n"),
+        "-ERR Unsupported authentication mechanism\r\n"
+    );
+    assert_eq!(
+        h.send("AUTH\r\n"),
+        "+OK SASL mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+    );
+}
+
+#[test]
+fn broken_sasl_exchanges_get_err_and_the_session_goes_on() {
+    let config = Pop3Config {
+        max_auth_failures: 0,
+        ..Pop3Config::default()
+    };
+    let mut h = Harness::with(config, "192.0.2.10:40000", false);
+    // RFC 5034 §4: "*" cancels.
+    assert_eq!(h.send("AUTH PLAIN\r\n"), "+ \r\n");
+    assert_eq!(h.send("*\r\n"), "-ERR Authentication cancelled\r\n");
+    assert_eq!(h.send("AUTH LOGIN\r\n"), "+ VXNlcm5hbWU6\r\n");
+    h.send(&format!("{}\r\n", b64("alice")));
+    assert_eq!(h.send("*\r\n"), "-ERR Authentication cancelled\r\n");
+    // Not base64, in the initial response and in a continuation.
+    assert_eq!(
+        h.send("AUTH PLAIN !!!!\r\n"),
+        "-ERR Invalid base64 data\r\n"
+    );
+    h.send("AUTH PLAIN\r\n");
+    assert_eq!(h.send("%%%\r\n"), "-ERR Invalid base64 data\r\n");
+    h.send("AUTH PLAIN\r\n");
+    assert_eq!(
+        h.send_bytes(b"\xff\xfe\r\n"),
+        "-ERR Invalid base64 data\r\n"
+    );
+    // RFC 4616 §2: acting as another user.
+    assert_eq!(
+        h.send(&format!(
+            "AUTH PLAIN {}\r\n",
+            b64(format!("bob@example.test\0alice\0{PASSWORD}"))
+        )),
+        "-ERR [AUTH] Authorization identity must equal the authentication identity\r\n"
+    );
+    // A continuation longer than max_line.
+    h.send("AUTH PLAIN\r\n");
+    assert_eq!(
+        h.send(&format!("{}\r\n", "A".repeat(DEFAULT_MAX_LINE + 1))),
+        "-ERR Line too long\r\n"
+    );
+    // A command sent where a continuation was expected is just a bad response.
+    h.send("AUTH LOGIN\r\n");
+    assert_eq!(h.send("LIST 1\r\n"), "-ERR Invalid base64 data\r\n");
+    assert!(h.auth_effects().is_empty());
+    assert!(!h.has_grant());
+    // No password was tested, so none of this waited; a proper login still works.
+    h.login();
+}
+
+#[test]
+fn plaintext_mechanisms_need_tls_unless_allowed() {
+    let config = Pop3Config {
+        plaintext_auth: false,
+        stls: true,
+        ..Pop3Config::default()
+    };
+    let refused = "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections\r\n";
+    let mut h = Harness::with(config.clone(), "127.0.0.2:40000", false);
+    let initial = b64(format!("\0alice\0{PASSWORD}"));
+    assert_eq!(h.send(&format!("AUTH PLAIN {initial}\r\n")), refused);
+    assert_eq!(h.send("AUTH LOGIN\r\n"), refused);
+    assert!(h.auth_effects().is_empty());
+    h.send("STLS\r\n");
+    h.established();
+    assert!(
+        h.send(&format!("AUTH PLAIN {initial}\r\n"))
+            .starts_with("+OK maildrop")
+    );
+    // From this host itself, no TLS needed.
+    let mut h = Harness::with(config, "[::1]:40000", false);
+    assert_eq!(h.send("AUTH LOGIN\r\n"), "+ VXNlcm5hbWU6\r\n");
+}
+
+#[test]
+fn apop_only_when_enabled() {
+    let apop = format!("APOP alice {APOP_DIGEST}\r\n");
+    // Off: a plain greeting and APOP is unknown.
+    let mut h = Harness::new();
+    assert_eq!(h.send(&apop), "-ERR Unknown command\r\n");
+    assert!(h.auth_effects().is_empty());
+
+    // On: RFC 1939 §7, the greeting ends with the timestamp.
+    let config = Pop3Config {
+        apop: true,
+        ..Pop3Config::default()
+    };
+    let session = Pop3Session::new(
+        Arc::new(config.clone()),
+        SessionId(7),
+        Protocol::Pop3,
+        addr("192.0.2.10:40000"),
+        addr("192.0.2.1:110"),
+        false,
+        START,
+    );
+    let mut h = Harness {
+        session,
+        backend: Backend::new(),
+        now: START,
+        steps: Vec::new(),
+        events: Vec::new(),
+    };
+    assert_eq!(h.pump(), format!("+OK popgate ready {TIMESTAMP}\r\n"));
+    // Wrong digest, then the right one (uppercase hex is the same digest).
+    assert_eq!(
+        h.send("APOP alice 00000000000000000000000000000000\r\n"),
+        FAILED
+    );
+    assert_eq!(
+        h.send(&apop.to_uppercase().replace("ALICE", "alice")),
+        "+OK maildrop has 3 messages (151 octets)\r\n"
+    );
+    assert_eq!(
+        h.auth_effects()[1],
+        Credentials::Apop {
+            user: "alice".into(),
+            timestamp: TIMESTAMP.into(),
+            digest: APOP_DIGEST.into(),
+        }
+    );
+    assert_eq!(h.client_lines(), ["APOP alice ****", "APOP alice ****"]);
+    assert!(h.kinds().contains(&EventKind::AuthSucceeded {
+        user: alice(),
+        mechanism: "APOP".into()
+    }));
+    // Another session, another timestamp.
+    let mut other = Pop3Session::new(
+        Arc::new(config),
+        SessionId(8),
+        Protocol::Pop3,
+        addr("192.0.2.10:40001"),
+        addr("192.0.2.1:110"),
+        false,
+        START,
+    );
+    assert_eq!(
+        other.poll_transmit(),
+        Some(b"+OK popgate ready <8.1000000@localhost>\r\n".to_vec())
+    );
+}
+
+#[test]
+fn every_mechanism_grants_before_its_ok() {
+    let config = Pop3Config {
+        apop: true,
+        sasl_cram_md5: true,
+        ..Pop3Config::default()
+    };
+    let logins: Vec<(&str, Vec<String>)> = vec![
+        (
+            "USER",
+            vec!["USER alice".into(), format!("PASS {PASSWORD}")],
+        ),
+        (
+            "PLAIN",
+            vec![format!(
+                "AUTH PLAIN {}",
+                b64(format!("\0alice\0{PASSWORD}"))
+            )],
+        ),
+        (
+            "LOGIN",
+            vec!["AUTH LOGIN".into(), b64("alice"), b64(PASSWORD)],
+        ),
+        (
+            "CRAM-MD5",
+            vec!["AUTH CRAM-MD5".into(), b64(format!("alice {CRAM_DIGEST}"))],
+        ),
+        ("APOP", vec![format!("APOP alice {APOP_DIGEST}")]),
+    ];
+    for (mechanism, lines) in logins {
+        for tls in [false, true] {
+            let config = Pop3Config {
+                grant_requires_tls: true,
+                ..config.clone()
+            };
+            let session = Pop3Session::new(
+                Arc::new(config),
+                SessionId(7),
+                Protocol::Pop3,
+                addr("192.0.2.10:40000"),
+                addr("192.0.2.1:110"),
+                tls,
+                START,
+            );
+            let mut h = Harness {
+                session,
+                backend: Backend::new(),
+                now: START,
+                steps: Vec::new(),
+                events: Vec::new(),
+            };
+            h.pump();
+            for line in &lines {
+                h.send(&format!("{line}\r\n"));
+            }
+            assert!(h.logged_in(), "{mechanism}");
+            assert!(h.kinds().contains(&EventKind::AuthSucceeded {
+                user: alice(),
+                mechanism: mechanism.into()
+            }));
+            // grant_requires_tls: only the login over TLS grants.
+            assert_eq!(h.has_grant(), tls, "{mechanism} tls={tls}");
+            if tls {
+                let grant = h
+                    .steps
+                    .iter()
+                    .position(|s| matches!(s, Step::Effect(Pop3Effect::Grant { .. })));
+                let ok = h.steps.iter().rposition(|s| matches!(s, Step::Sent(_)));
+                assert!(grant < ok, "{mechanism}: {:?}", h.steps);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_login_waits_out_its_delay() {
+    let mut h = Harness::new();
+    let delay = Duration::from_secs(5);
+    h.backend.delay = delay;
+    h.now = Millis(START.0 + 100);
+    h.send("USER alice\r\n");
+    // The wrong password and a pipelined CAPA: nothing is answered yet.
+    assert_eq!(h.send("PASS wrong\r\nCAPA\r\n"), "");
+    let until = h.now.saturating_add(delay);
+    assert_eq!(h.session.poll_timeout(), Some(until));
+    assert!(!h.session.wants_input());
+    // The failure is reported at once; the reply waits.
+    assert!(h.kinds().contains(&EventKind::AuthFailed {
+        user: Some("alice".into()),
+        mechanism: "USER".into()
+    }));
+    h.session.handle_timeout(Millis(until.0 - 1));
+    assert_eq!(h.pump(), "");
+    h.now = until;
+    h.session.handle_timeout(h.now);
+    let out = h.pump();
+    assert!(out.starts_with(&format!("{FAILED}{CAPA_HEAD}")), "{out}");
+    assert!(h.session.wants_input());
+    // The idle clock starts again from the reply.
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(until.saturating_add(DEFAULT_IDLE_TIMEOUT))
+    );
+    h.login();
+}
+
+#[test]
+fn shutdown_cuts_a_delay_short() {
+    let mut h = Harness::new();
+    h.backend.delay = Duration::from_secs(15);
+    h.send("USER alice\r\n");
+    assert_eq!(h.send("PASS wrong\r\n"), "");
+    h.session.handle_shutdown(h.now);
+    assert_eq!(h.pump(), format!("{FAILED}-ERR Server shutting down\r\n"));
+    assert!(h.session.is_closed());
+}
+
+#[test]
+fn unknown_user_and_wrong_password_are_byte_identical() {
+    let transcripts = |user: &str| {
+        let mut h = Harness::new();
+        h.backend.delay = Duration::from_millis(2_000);
+        let mut out = h.send(&format!("USER {user}\r\nPASS wrong\r\n"));
+        let deadline = h.session.poll_timeout();
+        h.now = deadline.expect("a delay");
+        h.session.handle_timeout(h.now);
+        out.push_str(&h.pump());
+        let initial = b64(format!("\0{user}\0wrong"));
+        h.session
+            .handle_input(h.now, format!("AUTH PLAIN {initial}\r\n").as_bytes());
+        h.pump();
+        h.now = h.session.poll_timeout().expect("a delay");
+        h.session.handle_timeout(h.now);
+        out.push_str(&h.pump());
+        (out, deadline)
+    };
+    let known = transcripts("alice");
+    let unknown = transcripts("nobody");
+    assert_eq!(known, unknown);
+    assert_eq!(known.0, format!("+OK send PASS\r\n{FAILED}{FAILED}"));
+}
+
+#[test]
+fn too_many_failures_close_the_session() {
+    let mut h = Harness::new();
+    h.backend.delay = Duration::from_millis(10);
+    h.send("USER alice\r\nPASS one\r\n");
+    h.now = Millis(h.now.0 + 10);
+    h.session.handle_timeout(h.now);
+    assert_eq!(h.pump(), FAILED);
+    // A broken exchange counts too.
+    assert_eq!(h.send("AUTH PLAIN !!\r\n"), "-ERR Invalid base64 data\r\n");
+    h.send(&format!("AUTH PLAIN {}\r\nNOOP\r\n", b64("\0alice\0three")));
+    h.now = Millis(h.now.0 + 10);
+    h.session.handle_timeout(h.now);
+    assert_eq!(h.pump(), "-ERR [AUTH] Too many authentication failures\r\n");
+    assert!(h.session.is_closed());
+    assert_eq!(
+        h.kinds().last(),
+        Some(&EventKind::SessionClosed {
+            reason: CloseReason::Error
+        })
+    );
+    assert!(!h.has_grant());
+}
+
+#[test]
+fn sasl_secrets_never_leave() {
+    let secret = "s3cr3t-Value";
+    let mut h = Harness::new();
+    h.backend
+        .users
+        .push(("carol", secret, "carol@example.test"));
+    let plain = b64(format!("\0carol\0{secret}"));
+    let mut out = h.send(&format!("AUTH PLAIN {plain}x\r\n"));
+    out.push_str(&h.send("AUTH LOGIN\r\n"));
+    out.push_str(&h.send(&format!("{}\r\n", b64("carol"))));
+    out.push_str(&h.send(&format!("{}\r\n", b64(secret))));
+    assert!(h.logged_in());
+    for event in &h.events {
+        let json = serde_json::to_string(event).expect("serialise");
+        for hidden in [secret, plain.as_str(), &b64(secret)] {
+            assert!(!json.contains(hidden), "{json}");
+        }
+    }
+    for step in &h.steps {
+        assert!(!format!("{step:?}").contains(secret), "{step:?}");
+    }
+    assert!(!out.contains(secret));
+}
+
+#[test]
+fn any_chunking_gives_the_same_sasl_transcript() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"CAPA\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN\r\n");
+    input.extend_from_slice(format!("{}\r\n{}\r\n", b64("alice"), b64(PASSWORD)).as_bytes());
+    input.extend_from_slice(b"STAT\r\nQUIT\r\n");
+    let whole = run_in_chunks(&input, input.len());
+    assert!(
+        whole
+            .0
+            .ends_with("+OK popgate signing off (3 messages left)\r\n")
+    );
+    for chunk in [1, 2, 3, 7, 64] {
+        let (out, _, kinds) = run_in_chunks(&input, chunk);
+        assert_eq!(out, whole.0, "chunk size {chunk}");
+        assert_eq!(kinds, whole.2, "chunk size {chunk}");
+    }
 }
