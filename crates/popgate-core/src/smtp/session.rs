@@ -1107,7 +1107,9 @@ fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
         HIDDEN.to_owned()
     } else {
         let text = String::from_utf8_lossy(line);
-        let mut words = text.splitn(3, ' ');
+        // Split on any whitespace, not only the SP the parser wants: a malformed AUTH
+        // line (tabs, NULs after the response) is refused but must not leak either.
+        let mut words = text.split(|c: char| c.is_ascii_whitespace() || c == '\0');
         match (words.next(), words.next(), words.next()) {
             (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
                 format!("{verb} {mechanism} {HIDDEN}")

@@ -1143,6 +1143,17 @@ fn auth_payloads_are_redacted_from_events() {
     assert!(run.kinds().contains(&EventKind::ClientLine {
         line: "AUTH PLAIN ****".into()
     }));
+    run.send("AUTH\tPLAIN\tAGFsaWNlAHNlY3JldA==\r\n");
+    assert_eq!(
+        run.kinds()
+            .iter()
+            .filter(|k| **k
+                == EventKind::ClientLine {
+                    line: "AUTH PLAIN ****".into()
+                })
+            .count(),
+        2
+    );
     assert!(!format!("{:?}", run.events).contains("AGFsaWNlAHNlY3JldA"));
 }
 
