@@ -5,7 +5,7 @@ use super::state::Shared;
 use crate::maildir::{MaildropEntry, MaildropLock};
 use popgate_core::SessionId;
 use popgate_core::pop3::{
-    AuthResult, MaildropResult, MessageMeta, MessageResult, Pop3Effect, Pop3Result, Pop3Session,
+    MaildropResult, MessageMeta, MessageResult, Pop3Effect, Pop3Result, Pop3Session,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,18 +33,6 @@ impl Pop3Performer {
             peer,
             id,
             maildrop: None,
-        }
-    }
-
-    async fn authenticate(&self, user: String, password: popgate_core::Secret) -> AuthResult {
-        let db = self.shared.users();
-        // Password hashing is deliberately slow: keep it off the IO threads.
-        let verdict =
-            tokio::task::spawn_blocking(move || db.verify(&user, password.expose())).await;
-        match verdict {
-            Ok(Verify::Ok { user }) => AuthResult::Ok { user },
-            Ok(Verify::Bad) => AuthResult::Failed,
-            Err(_) => AuthResult::TempFail,
         }
     }
 
@@ -128,9 +116,9 @@ impl Pop3Performer {
 impl Perform<Pop3Session> for Pop3Performer {
     async fn perform(&mut self, effect: Pop3Effect) -> Option<Pop3Result> {
         match effect {
-            Pop3Effect::Authenticate { user, password } => {
-                Some(Pop3Result::Auth(self.authenticate(user, password).await))
-            }
+            Pop3Effect::Authenticate { credentials } => Some(Pop3Result::Auth(
+                super::auth::authenticate(&self.shared, self.peer, self.id, credentials).await,
+            )),
             Pop3Effect::Grant { user } => {
                 // DESIGN: the grant is stored before the reply is written; this call
                 // returns only once it is in the table.
@@ -149,6 +137,8 @@ impl Perform<Pop3Session> for Pop3Performer {
                 self.maildrop = None;
                 None
             }
+            // The driver performs the handshake itself; it never reaches here.
+            Pop3Effect::StartTls => None,
         }
     }
 }
