@@ -20,7 +20,7 @@
 //! * [`relay`]: per-listener relay policy.
 //! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
 //! * [`throttle`]: the progressive per-address login-failure delay.
-//! * [`pop3`]: the POP3 server session (RFC 1939, 2449).
+//! * [`pop3`]: the POP3 server session (RFC 1939, 2449, 2595 STLS, 5034 AUTH).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 
 pub mod dashboard;

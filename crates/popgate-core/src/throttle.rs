@@ -33,7 +33,7 @@ pub struct ThrottleConfig {
     /// An address without a failure for this long starts over.
     pub forget_after: Duration,
     /// After this many failures the address is blocked: every further failure waits
-    /// `max` at once.
+    /// `max` at once, and a successful login no longer clears the count.
     pub block_after: u32,
     /// At most this many addresses are remembered; a new one evicts the address whose
     /// last failure is oldest, so memory stays bounded under a spray of sources.
@@ -115,7 +115,7 @@ impl Throttle {
     pub fn success(&mut self, ip: IpAddr) {
         let key = key(ip);
         if let Some(entry) = self.entries.get(&key).copied()
-            && entry.failures <= self.config.block_after
+            && entry.failures < self.config.block_after
         {
             self.entries.remove(&key);
             self.by_age.remove(&(entry.last, key));
@@ -130,10 +130,11 @@ impl Throttle {
         }
     }
 
-    /// Whether `ip` has failed more than `block_after` times and not yet been
-    /// forgotten. The failure that turns this true is the one to announce.
+    /// Whether `ip` has failed `block_after` times and not yet been forgotten. The
+    /// failure that turns this true (`pending == block_after`) is the one to announce.
     pub fn is_blocked(&self, now: Millis, ip: IpAddr) -> bool {
-        self.pending(now, ip) > self.config.block_after
+        let failures = self.pending(now, ip);
+        failures > 0 && failures >= self.config.block_after
     }
 
     /// Forgets every address quiet for `forget_after`.
@@ -251,7 +252,7 @@ mod tests {
             [
                 (100, false),
                 (200, false),
-                (400, false),
+                (400, true),
                 (1_000_000, true),
                 (1_000_000, true)
             ]
