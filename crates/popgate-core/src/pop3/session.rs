@@ -5,6 +5,7 @@ use super::parse::{Command, ParseError, parse_command, redact, redact_continuati
 use super::{
     MaildropResult, MessageMeta, MessageResult, Pop3Config, Pop3Effect, Pop3Result, Pop3State,
 };
+use crate::Secret;
 use crate::event::{CloseReason, Event, EventKind, Protocol, SessionId};
 use crate::line::{Line, LineReader};
 use crate::net::{Cidr, is_local_host};
@@ -15,6 +16,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The mechanism name events carry for USER/PASS logins.
 const MECHANISM_USER: &str = "USER";
@@ -792,7 +794,7 @@ impl Pop3Session {
 
     /// RFC 5034 §4: `AUTH` with a mechanism starts an exchange; without one, list the
     /// mechanisms on offer.
-    fn auth(&mut self, now: Millis, mechanism: Option<String>, initial: Option<crate::Secret>) {
+    fn auth(&mut self, now: Millis, mechanism: Option<String>, initial: Option<Secret>) {
         let Some(name) = mechanism else {
             let body: String = self
                 .mechanisms()
@@ -814,7 +816,7 @@ impl Pop3Session {
             return;
         }
         let challenge_id = unique_id(self.id, now, &self.config.hostname);
-        let initial = initial.as_ref().map(crate::Secret::expose);
+        let initial = initial.as_ref().map(Secret::expose);
         let (exchange, step) = SaslExchange::start(mechanism, initial, &challenge_id);
         self.sasl_step(now, mechanism, exchange, step);
     }
@@ -871,7 +873,7 @@ impl Pop3Session {
                 };
                 // A broken exchange tests no password, so it gets no delay, but it
                 // counts against the session's limit like any failed login.
-                self.login_failed(now, reply, std::time::Duration::ZERO);
+                self.login_failed(now, reply, Duration::ZERO);
             }
         }
     }
@@ -890,7 +892,7 @@ impl Pop3Session {
 
     /// A failed login: count it, then answer after `delay` (at once when zero). At the
     /// session's limit the answer is the limit's and the session closes.
-    fn login_failed(&mut self, now: Millis, reply: Pop3Reply, delay: std::time::Duration) {
+    fn login_failed(&mut self, now: Millis, reply: Pop3Reply, delay: Duration) {
         self.auth_failures = self.auth_failures.saturating_add(1);
         let limit = self.config.max_auth_failures;
         let close = limit != 0 && self.auth_failures >= limit;
