@@ -4,16 +4,16 @@ use super::clock::Clock;
 use super::events::EventBus;
 use crate::aliases::Aliases;
 use crate::config::Config;
+use crate::config::SenderPolicySetting;
 use crate::maildir::MailStore;
 use crate::queue::Queue;
+use crate::tls::Tls;
 use crate::users::UserDb;
 use anyhow::Context;
-use crate::tls::Tls;
 use popgate_core::grant::GrantTable;
-use popgate_core::throttle::{Throttle, ThrottleConfig};
 use popgate_core::pop3::Pop3Config;
-use crate::config::SenderPolicySetting;
 use popgate_core::smtp::{SenderPolicy, SmtpConfig};
+use popgate_core::throttle::{Throttle, ThrottleConfig};
 use popgate_core::{Event, Protocol, SessionId};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,6 +122,8 @@ impl Shared {
                 db: Arc::new(users),
                 stamp,
             }),
+            throttle: Mutex::new(throttle),
+            tls,
             aliases,
             store,
             queue,
