@@ -11,9 +11,9 @@ use crate::tls::Negotiated;
 use popgate_core::driver::Session;
 use popgate_core::event::EventKind;
 use popgate_core::pop3::Pop3Session;
+use popgate_core::reply::{POP3_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS};
 use popgate_core::smtp::SmtpSession;
 use popgate_core::{Event, Protocol, SessionId};
-use popgate_core::reply::{POP3_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,26 +59,55 @@ pub async fn serve_connection(
     let now = shared.clock.now();
     let tls = negotiated.is_some();
     if protocol.is_pop3() {
-        let session = Pop3Session::new(shared.pop3_config.clone(), id, protocol, peer, local, tls, now);
+        let session = Pop3Session::new(
+            shared.pop3_config.clone(),
+            id,
+            protocol,
+            peer,
+            local,
+            tls,
+            now,
+        );
         let performer = pop3::Pop3Performer::new(shared.clone(), peer, id);
-        drive(&shared, id, session, performer, conn, negotiated, peer, shutdown).await;
+        drive(
+            &shared, id, session, performer, conn, negotiated, peer, shutdown,
+        )
+        .await;
     } else {
-        let session = SmtpSession::new(shared.smtp_config(protocol), id, protocol, peer, local, tls, now);
+        let session = SmtpSession::new(
+            shared.smtp_config(protocol),
+            id,
+            protocol,
+            peer,
+            local,
+            tls,
+            now,
+        );
         let performer = smtp::SmtpPerformer::new(shared.clone(), peer, id);
-        drive(&shared, id, session, performer, conn, negotiated, peer, shutdown).await;
+        drive(
+            &shared, id, session, performer, conn, negotiated, peer, shutdown,
+        )
+        .await;
     }
 }
 
 /// Over the connection limit: one reply, then close (DESIGN reply table).
 pub async fn refuse_busy(protocol: Protocol, mut stream: TcpStream) {
-    let line = if protocol.is_pop3() { POP3_TOO_MANY_CONNECTIONS.line() } else { TOO_MANY_CONNECTIONS.line() };
+    let line = if protocol.is_pop3() {
+        POP3_TOO_MANY_CONNECTIONS.line()
+    } else {
+        TOO_MANY_CONNECTIONS.line()
+    };
     let _ = stream.write_all(line.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 
 /// A TLS handshake bounded by the configured timeout, so a client that stalls or
 /// sends garbage costs one closed connection and nothing else.
-async fn handshake(shared: &Shared, stream: TcpStream) -> std::io::Result<(TlsStream<TcpStream>, Negotiated)> {
+async fn handshake(
+    shared: &Shared,
+    stream: TcpStream,
+) -> std::io::Result<(TlsStream<TcpStream>, Negotiated)> {
     let accept = shared.tls.acceptor().accept(stream);
     match tokio::time::timeout(shared.config.limits.tls_handshake_timeout, accept).await {
         Ok(Ok(tls)) => {
@@ -86,7 +115,10 @@ async fn handshake(shared: &Shared, stream: TcpStream) -> std::io::Result<(TlsSt
             Ok((tls, negotiated))
         }
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        )),
     }
 }
 
@@ -108,14 +140,18 @@ async fn drive<S, P>(
     let mut buf = vec![0u8; READ_CHUNK];
     let mut peer_gone = false;
     let mut shutdown_seen = *shutdown.borrow();
-    if let Some(n) = negotiated {
-        let event = Event::new(
+    // Implicit TLS: the handshake came first, but the event follows SessionOpened so
+    // the stream reads in the order a person would tell it.
+    let mut implicit_tls_event = negotiated.map(|n| {
+        Event::new(
             shared.clock.now(),
             Some(id),
-            EventKind::TlsStarted { version: n.version, cipher: n.cipher },
-        );
-        shared.events.publish(event, Some(peer));
-    }
+            EventKind::TlsStarted {
+                version: n.version,
+                cipher: n.cipher,
+            },
+        )
+    });
     if shutdown_seen {
         session.handle_shutdown(shared.clock.now());
     }
@@ -127,6 +163,9 @@ async fn drive<S, P>(
             }
         }
         while let Some(event) = session.poll_event() {
+            shared.events.publish(event, Some(peer));
+        }
+        if let Some(event) = implicit_tls_event.take() {
             shared.events.publish(event, Some(peer));
         }
         if let Some(effect) = session.poll_effect() {
