@@ -355,6 +355,26 @@ pub fn is_md5_hex(digest: &str) -> bool {
     digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// True for a line that is not one of the protocol's commands (`verbs`) but could be a
+/// SASL response: nothing but base64 characters. A client whose AUTH was refused (538,
+/// 504) may send its credentials anyway; such a line must not reach an event or a log
+/// in clear, even though the session answers it as an unknown command.
+pub fn may_be_credentials(line: &[u8], verbs: &[&str]) -> bool {
+    let line = line.trim_ascii();
+    let first = line
+        .split(|b| b.is_ascii_whitespace())
+        .next()
+        .unwrap_or_default();
+    let is_verb = verbs
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(first));
+    !is_verb
+        && line.len() >= 4
+        && line
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
 /// Base64 of `bytes`, for a challenge a session builds itself.
 pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     BASE64.encode(bytes)
@@ -364,6 +384,17 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
 mod tests {
     use super::*;
     use crate::testing::test;
+
+    #[test]
+    fn spots_stray_credentials_but_not_commands() {
+        let verbs = ["NOOP", "QUIT", "RSET"];
+        assert!(may_be_credentials(b"AHRhcm8Ac2VjcmV0", &verbs));
+        assert!(may_be_credentials(b"dGFybw==", &verbs));
+        assert!(!may_be_credentials(b"NOOP", &verbs));
+        assert!(!may_be_credentials(b"quit", &verbs));
+        assert!(!may_be_credentials(b"MAIL FROM:<a@b>", &verbs));
+        assert!(!may_be_credentials(b"abc", &verbs));
+    }
 
     const RFC2195_CHALLENGE: &str = "<1896.697170952@postoffice.reston.mci.net>";
 

@@ -219,8 +219,18 @@ pub fn redact(line: &[u8]) -> String {
     {
         return shown(&line[..4 + 1 + second]);
     }
+    if crate::sasl::may_be_credentials(line, POP3_VERBS) {
+        return "****".to_owned();
+    }
     String::from_utf8_lossy(line).into_owned()
 }
+
+/// Every POP3 command, so a stray base64 line (credentials sent after a refused AUTH)
+/// is told apart from them.
+const POP3_VERBS: &[&str] = &[
+    "USER", "PASS", "APOP", "AUTH", "CAPA", "STLS", "QUIT", "STAT", "LIST", "RETR", "DELE", "NOOP",
+    "RSET", "TOP", "UIDL",
+];
 
 /// How a SASL continuation line (RFC 5034 §4) appears in events: always hidden, as
 /// it carries a password or a digest, except the `*` that cancels the exchange.

@@ -1101,6 +1101,12 @@ fn grant_outcome(r: &Reservation) -> RelayOutcome {
 /// A client line as the event stream may show it. The one place where secrets are
 /// redacted: the AUTH command (RFC 4954 §4) keeps its mechanism name and hides the
 /// initial response, and every line of a SASL exchange (`sasl`) is hidden whole.
+/// Every verb this session knows, so a stray base64 line is told apart from them.
+const SMTP_VERBS: &[&str] = &[
+    "EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "VRFY", "HELP", "EXPN",
+    "STARTTLS", "AUTH", "BDAT", "ETRN",
+];
+
 fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
     const HIDDEN: &str = "****";
     let line = if sasl {
@@ -1114,6 +1120,7 @@ fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
             (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
                 format!("{verb} {mechanism} {HIDDEN}")
             }
+            _ if crate::sasl::may_be_credentials(line, SMTP_VERBS) => HIDDEN.to_owned(),
             _ => text.into_owned(),
         }
     };
