@@ -4,16 +4,20 @@
 //! popgate serve [--config FILE]
 //! popgate user add ADDRESS [--password-stdin]
 //! popgate user list | remove ADDRESS | passwd ADDRESS [--password-stdin]
-//! popgate grant list | add ADDRESS [--ttl 30m] [--messages N] | revoke KEY | flush
+//! popgate grant list | add ADDRESS [--ttl 30m] [--messages N] [--note TEXT] | revoke KEY | flush
 //! popgate queue list | show ID | retry ID | delete ID
 //! popgate check-config [--config FILE]
 //! ```
 //!
 //! `--config` is global, so it goes before or after the subcommand; `popgate` alone
-//! is `popgate serve`. Everything but `serve` runs here; `main` runs `serve`.
+//! is `popgate serve`. Everything but `serve` runs here; `main` runs `serve`. The
+//! `grant` commands talk to the running server through its HTTP API (the grant table
+//! lives in its memory), at `listen.http` with `[http] admin_token`.
 
 use crate::config::Config;
 use crate::queue::Queue;
+use crate::serve::http::client::{ApiClient, path_segment};
+use crate::serve::http::{GrantList, GrantRow, NewGrant};
 use crate::users::UserDb;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -93,9 +97,12 @@ pub enum GrantCommand {
         /// How long, e.g. 30m, 2h.
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
-        /// How many messages (default: no count limit).
+        /// How many messages (default: the configured max_messages; 0: no limit).
         #[arg(long)]
         messages: Option<u32>,
+        /// A note shown with the grant.
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Revoke the grant of a key (an address or CIDR).
     Revoke { key: String },
@@ -135,13 +142,7 @@ pub fn run(command: &Command, config: &Config) -> anyhow::Result<()> {
         Command::Serve => bail!("serve is run by main"),
         Command::CheckConfig => check_config(config, &mut out),
         Command::User { action } => user(action, config, &mut out),
-        Command::Grant { action } => Err(NotAvailable(match action {
-            GrantCommand::List => "grant list (it needs the HTTP API)",
-            GrantCommand::Add { .. } => "grant add (it needs the HTTP API)",
-            GrantCommand::Revoke { .. } => "grant revoke (it needs the HTTP API)",
-            GrantCommand::Flush => "grant flush (it needs the HTTP API)",
-        })
-        .into()),
+        Command::Grant { action } => grant(action, config, &mut out),
         Command::Queue { action } => queue(action, config, &mut out),
     }
 }
@@ -282,6 +283,129 @@ fn queue(action: &QueueCommand, config: &Config, out: &mut impl Write) -> anyhow
         }
     }
     Ok(())
+}
+
+fn grant(action: &GrantCommand, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let client = ApiClient::from_config(config).map_err(anyhow::Error::msg)?;
+    let call = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        let response = client.request(method, path, body.as_ref())?;
+        match response.status {
+            200..=299 => Ok(response.body),
+            401 => bail!(
+                "the server refused the admin token: set `[http] admin_token` in the config to the server's"
+            ),
+            status => bail!("{} (HTTP {status})", response.error_message()),
+        }
+    };
+    match action {
+        GrantCommand::List => {
+            let body = call("GET", "/api/grants", None)?;
+            let list: GrantList = serde_json::from_slice(&body)
+                .context("the server sent a grant list we cannot read")?;
+            write_grant_table(out, &list.grants)?;
+        }
+        GrantCommand::Add {
+            address,
+            ttl,
+            messages,
+            note,
+        } => {
+            let new = NewGrant {
+                address: address.clone(),
+                ttl: ttl.map(|d| humantime::format_duration(d).to_string()),
+                messages: *messages,
+                note: note.clone(),
+            };
+            let body = call("POST", "/api/grants", Some(serde_json::to_value(&new)?))?;
+            let row: GrantRow =
+                serde_json::from_slice(&body).context("the server sent a grant we cannot read")?;
+            writeln!(
+                out,
+                "granted {} for {} ({})",
+                row.grant.key,
+                remaining(row.remaining_ms),
+                messages_left(row.grant.messages_left)
+            )?;
+        }
+        GrantCommand::Revoke { key } => {
+            let body = call(
+                "DELETE",
+                &format!("/api/grants/{}", path_segment(key)),
+                None,
+            )?;
+            let answer: serde_json::Value = serde_json::from_slice(&body)?;
+            let revoked = answer
+                .get("revoked")
+                .and_then(|k| k.as_str())
+                .unwrap_or(key);
+            writeln!(out, "revoked {revoked}")?;
+        }
+        GrantCommand::Flush => {
+            let body = call("DELETE", "/api/grants", None)?;
+            let answer: serde_json::Value = serde_json::from_slice(&body)?;
+            let n = answer.get("flushed").and_then(|n| n.as_u64()).unwrap_or(0);
+            writeln!(out, "flushed {n} grant{}", if n == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(())
+}
+
+fn write_grant_table(out: &mut impl Write, grants: &[GrantRow]) -> io::Result<()> {
+    if grants.is_empty() {
+        return writeln!(out, "no grants");
+    }
+    let rows: Vec<[String; 6]> = grants
+        .iter()
+        .map(|r| {
+            let g = &r.grant;
+            [
+                g.key.to_string(),
+                g.user.clone(),
+                remaining(r.remaining_ms),
+                messages_left(g.messages_left),
+                g.session
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                g.note.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = ["KEY", "USER", "EXPIRES IN", "MESSAGES", "SESSION", "NOTE"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        text
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
+    }
+    Ok(())
+}
+
+/// Whole seconds left, e.g. `29m 59s` (a grant with 0.4 s left shows `0s`).
+fn remaining(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+}
+
+fn messages_left(left: Option<u32>) -> String {
+    match left {
+        None => "unlimited".into(),
+        Some(1) => "1 message left".into(),
+        Some(n) => format!("{n} messages left"),
+    }
 }
 
 fn format_time(unix_ms: u64) -> String {

@@ -3,9 +3,15 @@
 //! The broadcast is bounded: a subscriber that lags loses events (and the dashboard
 //! resynchronises from a snapshot); a publisher never waits, so the mail path is never
 //! slowed by a browser.
+//!
+//! The bus also keeps the dashboard's state ([`DashboardState`]), applying each event
+//! under the same lock that numbers and sends it, so a snapshot's `seq` and the
+//! broadcast agree: [`EventBus::subscribe_with_snapshot`] returns a receiver that
+//! yields exactly the events after the snapshot.
 
-use popgate_core::Event;
+use popgate_core::dashboard::{DashboardState, Retention};
 use popgate_core::event::{EventKind, RelayOutcome};
+use popgate_core::{Event, Millis};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
@@ -16,8 +22,11 @@ pub const EVENT_CAPACITY: usize = 4096;
 #[derive(Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
-    /// Held while numbering and sending, so sequence numbers are in send order.
-    seq: Mutex<u64>,
+    /// Held while numbering, applying and sending (`state.seq` is the last number
+    /// given), so sequence numbers are in send order and the state matches them. A
+    /// std mutex never held across an `.await`: applying one event is a short,
+    /// synchronous call.
+    state: Mutex<DashboardState>,
     transcripts: bool,
 }
 
@@ -26,7 +35,7 @@ impl EventBus {
         let (tx, _) = broadcast::channel(EVENT_CAPACITY);
         EventBus {
             tx,
-            seq: Mutex::new(0),
+            state: Mutex::new(DashboardState::new(Retention::default())),
             transcripts,
         }
     }
@@ -46,13 +55,37 @@ impl EventBus {
             return;
         }
         log(&event, peer);
-        // A poisoned lock only means another publisher panicked mid-send; the
-        // counter is still a valid number.
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
-        *seq += 1;
-        event.seq = *seq;
+        let mut state = self.lock_state();
+        event.seq = state.seq + 1;
+        state.apply(&event);
         // No subscribers is fine: the event is simply not watched.
         let _ = self.tx.send(event);
+    }
+
+    /// A copy of the dashboard's state with `now` moved to the server's clock, and a
+    /// receiver of exactly the events published after it.
+    pub fn subscribe_with_snapshot(
+        &self,
+        now: Millis,
+    ) -> (DashboardState, broadcast::Receiver<Event>) {
+        let state = self.lock_state();
+        let rx = self.tx.subscribe();
+        let mut snapshot = state.clone();
+        drop(state);
+        snapshot.observe(now);
+        (snapshot, rx)
+    }
+
+    /// Read the dashboard's state without copying all of it (keep `f` short: event
+    /// publishing waits for it).
+    pub fn with_state<T>(&self, f: impl FnOnce(&DashboardState) -> T) -> T {
+        f(&self.lock_state())
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, DashboardState> {
+        // A poisoned lock only means another publisher panicked mid-apply; the
+        // dashboard may show one event half-applied, which beats losing the stream.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -135,13 +168,19 @@ fn log(event: &Event, peer: Option<SocketAddr>) {
             tracing::info!("event=queued id={id} rcpts={}", rcpts.len())
         }
         EventKind::TlsStarted { version, cipher } => {
-            tracing::info!("event=tls session={session} peer={peer} version={version} cipher={cipher}")
+            tracing::info!(
+                "event=tls session={session} peer={peer} version={version} cipher={cipher}"
+            )
         }
         EventKind::LoginDelayed { delay_ms, failures } => {
-            tracing::warn!("event=login_delayed session={session} peer={peer} failures={failures} delay_ms={delay_ms}")
+            tracing::warn!(
+                "event=login_delayed session={session} peer={peer} failures={failures} delay_ms={delay_ms}"
+            )
         }
         EventKind::AddressBlocked { address, failures } => {
-            tracing::warn!("event=address_blocked session={session} peer={address} failures={failures}")
+            tracing::warn!(
+                "event=address_blocked session={session} peer={address} failures={failures}"
+            )
         }
         EventKind::ClientLine { line } => tracing::trace!("session={session} C: {line}"),
         EventKind::ServerLine { line } => tracing::trace!("session={session} S: {line}"),
