@@ -23,8 +23,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long the server may take to print `popgate: ready` or to exit after a signal.
@@ -49,6 +50,23 @@ pub mod reply {
     pub const SHUTTING_DOWN: &str = "421 4.3.2 ";
     pub const POP3_AUTH: &str = "-ERR [AUTH] ";
     pub const POP3_IN_USE: &str = "-ERR [IN-USE] ";
+    /// RFC 4954 §6.
+    pub const AUTH_OK: &str = "235 2.7.0 ";
+    pub const BAD_CREDENTIALS: &str = "535 5.7.8 ";
+    pub const ENCRYPTION_REQUIRED: &str = "538 5.7.11 ";
+    /// RFC 6409 §4.3 / DESIGN: the submission listener wants AUTH before MAIL.
+    pub const AUTH_REQUIRED: &str = "530 5.7.0 ";
+    pub const UNKNOWN_MECHANISM: &str = "504 ";
+    /// RFC 4954 §4: a response that is not base64, or `*`.
+    pub const AUTH_SYNTAX: &str = "501 ";
+    /// After the per-session limit of failed AUTH attempts, before the close.
+    pub const TOO_MANY_AUTH_FAILURES: &str = "421 4.7.0 ";
+    /// RFC 6409 §6.1: MAIL FROM not owned by the authenticated user.
+    pub const SENDER_NOT_OWNED: &str = "553 5.7.1 ";
+    /// RFC 3207 §4: the go-ahead for the handshake.
+    pub const START_TLS: &str = "220 2.0.0 ";
+    /// RFC 2595 §4: the POP3 go-ahead, whole.
+    pub const STLS: &str = "+OK Begin TLS negotiation";
 }
 
 // ---------------------------------------------------------------------------------
@@ -132,6 +150,12 @@ pub struct Setup {
     pub aliases: Vec<(String, String)>,
     /// TOML appended to the generated config, for settings a test needs.
     pub extra_toml: String,
+    /// Lines added inside the generated `[grant]` table (e.g. `require_tls = true`);
+    /// TOML allows a table only once, so they cannot go in `extra_toml`.
+    pub grant_toml: String,
+    /// Raw passwd-file lines appended to `<data_dir>/users` after the users above
+    /// (e.g. `user@example.test:{PLAIN}secret` for APOP).
+    pub user_lines: Vec<String>,
 }
 
 impl Default for Setup {
@@ -143,6 +167,8 @@ impl Default for Setup {
             users: Vec::new(),
             aliases: Vec::new(),
             extra_toml: String::new(),
+            grant_toml: String::new(),
+            user_lines: Vec::new(),
         }
     }
 }
@@ -168,6 +194,37 @@ impl Setup {
         self
     }
 
+    /// Append TOML (whole tables such as `[auth]`, `[pop3]`, `[limits]`, `[tls]`).
+    pub fn toml(mut self, text: &str) -> Self {
+        self.extra_toml.push('\n');
+        self.extra_toml.push_str(text);
+        self.extra_toml.push('\n');
+        self
+    }
+
+    /// A line inside the `[grant]` table, e.g. `require_tls = true`.
+    pub fn grant_setting(mut self, line: &str) -> Self {
+        self.grant_toml.push_str(line);
+        self.grant_toml.push('\n');
+        self
+    }
+
+    /// A raw line of the users file, written as is.
+    pub fn user_line(mut self, line: &str) -> Self {
+        self.user_lines.push(line.into());
+        self
+    }
+
+    /// `[tls]` pointing at this certificate chain and key (absolute paths).
+    pub fn tls_pair(self, pair: &CertPair) -> Self {
+        let text = format!(
+            "[tls]\ncert = {}\nkey = {}\n",
+            toml_string(&pair.cert),
+            toml_string(&pair.key)
+        );
+        self.toml(&text)
+    }
+
     /// The config file's text.
     pub fn config_toml(&self) -> String {
         let mut toml = format!(
@@ -177,8 +234,8 @@ impl Setup {
             toml.push_str(&format!("{name} = \"127.0.0.1:0\"\n"));
         }
         toml.push_str(&format!(
-            "\n[grant]\nttl = \"{}\"\nmax_messages = {}\n\n[relay]\ntrusted_networks = []\n",
-            self.ttl, self.max_messages
+            "\n[grant]\nttl = \"{}\"\nmax_messages = {}\n{}\n[relay]\ntrusted_networks = []\n",
+            self.ttl, self.max_messages, self.grant_toml
         ));
         toml.push_str(&self.extra_toml);
         toml
@@ -202,6 +259,15 @@ impl Setup {
         }
         for (address, password) in &self.users {
             add_user(&config, address, password);
+        }
+        if !self.user_lines.is_empty() {
+            let users = data.join("users");
+            let mut text = fs::read_to_string(&users).unwrap_or_default();
+            for line in &self.user_lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            fs::write(&users, text).expect("write the users file");
         }
         Server::spawn(dir, config, data)
     }
@@ -245,11 +311,33 @@ pub struct Server {
     status: Option<ExitStatus>,
     listeners: Vec<(String, SocketAddr)>,
     stdout_lines: Vec<String>,
+    log: Arc<LogLines>,
+}
+
+/// The server's stderr lines as they arrive, for tests that wait on a log line.
+#[derive(Debug, Default)]
+struct LogLines {
+    state: Mutex<LogState>,
+    grew: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    lines: Vec<String>,
+    /// stderr reached EOF: the server has exited, no more lines will come.
+    closed: bool,
+}
+
+impl LogLines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Server {
     fn spawn(dir: tempfile::TempDir, config: PathBuf, data: PathBuf) -> Server {
-        let stderr = fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+        let mut stderr_file =
+            fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
         let mut child: Child = Command::new(popgate_bin())
             .arg("--config")
             .arg(&config)
@@ -257,11 +345,36 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start popgate serve");
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+
+        // stderr is copied line by line to stderr.log and into `log`, where
+        // [`Server::wait_log`] waits for a line on a condition variable.
+        let log = Arc::new(LogLines::default());
+        let tee = log.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            loop {
+                raw.clear();
+                match reader.read_until(b'\n', &mut raw) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let _ = stderr_file.write_all(&raw);
+                        let _ = stderr_file.flush();
+                        let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                        tee.lock().lines.push(line);
+                        tee.grew.notify_all();
+                    }
+                }
+            }
+            tee.lock().closed = true;
+            tee.grew.notify_all();
+        });
 
         // One thread reads stdout for ever (so the child never blocks on a full pipe),
         // another owns the child and reports its exit: both feed channels the test
@@ -295,6 +408,7 @@ impl Server {
             status: None,
             listeners: Vec::new(),
             stdout_lines: Vec::new(),
+            log,
         };
         let start = Instant::now();
         loop {
@@ -379,7 +493,94 @@ impl Server {
 
     /// What the server logged so far.
     pub fn stderr_log(&self) -> String {
+        if self.status.is_some() {
+            // The process is gone: let the copier reach EOF so nothing is missing.
+            let state = self.log.lock();
+            let _ = self
+                .log
+                .grew
+                .wait_timeout_while(state, IO_TIMEOUT, |s| !s.closed);
+        }
         fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Every stderr line so far (without line ends).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().lines.clone()
+    }
+
+    /// How many stderr lines there are so far: a mark for [`Server::wait_log_after`].
+    pub fn log_len(&self) -> usize {
+        self.log.lock().lines.len()
+    }
+
+    /// The first stderr line that satisfies `pred`, waiting for it up to [`IO_TIMEOUT`];
+    /// panics (showing the log) if none comes or the server exits. `what` names the
+    /// line in the failure message.
+    pub fn wait_log(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_log_after(0, what, pred).1
+    }
+
+    /// Like [`Server::wait_log`], among the lines from index `from` on; returns the
+    /// line's index and the line.
+    pub fn wait_log_after(
+        &self,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> (usize, String) {
+        let found = |s: &LogState| {
+            s.lines
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| pred(l))
+                .map(|(i, l)| (i, l.clone()))
+        };
+        let state = self.log.lock();
+        let (state, _) = self
+            .log
+            .grew
+            .wait_timeout_while(state, IO_TIMEOUT, |s| found(s).is_none() && !s.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        match found(&state) {
+            Some(hit) => hit,
+            None => panic!(
+                "no stderr line {what} within {IO_TIMEOUT:?}{}; stderr:\n{}",
+                if state.closed {
+                    " (the server exited)"
+                } else {
+                    ""
+                },
+                state.lines.join("\n")
+            ),
+        }
+    }
+
+    /// Wait until at least `n` stderr lines satisfy `pred` (up to [`IO_TIMEOUT`]);
+    /// returns every matching line at that moment.
+    pub fn wait_logs(&self, what: &str, n: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let matching =
+            |s: &LogState| -> Vec<String> { s.lines.iter().filter(|l| pred(l)).cloned().collect() };
+        let state = self.log.lock();
+        let (state, _) = self
+            .log
+            .grew
+            .wait_timeout_while(state, IO_TIMEOUT, |s| matching(s).len() < n && !s.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        let lines = matching(&state);
+        assert!(
+            lines.len() >= n,
+            "expected {n} stderr lines {what} within {IO_TIMEOUT:?}, got {}{}; stderr:\n{}",
+            lines.len(),
+            if state.closed {
+                " (the server exited)"
+            } else {
+                ""
+            },
+            state.lines.join("\n")
+        );
+        lines
     }
 
     /// `popgate --config FILE ARGS...`, which must exit 0; returns its stdout.
@@ -598,6 +799,26 @@ impl Client {
         rest
     }
 
+    /// Read until the server closes the connection, a reset counting as a close (a
+    /// server that drops a connection with unread input resets it); what came before.
+    /// Panics if the server keeps it open past [`IO_TIMEOUT`].
+    pub fn wait_closed(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.reader.read(&mut chunk) {
+                Ok(0) => return rest,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return rest,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!(
+                    "the server did not close within {IO_TIMEOUT:?}: {e}; got {:?}",
+                    String::from_utf8_lossy(&rest)
+                ),
+            }
+        }
+    }
+
     /// Close our sending side, as a client that goes away does.
     pub fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
@@ -718,6 +939,64 @@ def smtp_from(host, port, source):
     s = smtplib.SMTP(host, int(port), source_address=(source, 0), timeout=30)
     s.ehlo("client.test")
     return s
+import base64, hashlib, ssl
+def tls_context(cafile):
+    # Verifies the chain against `cafile` and the name (or IP address) connected to.
+    return ssl.create_default_context(cafile=cafile)
+def b64(text):
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+def peer_sha256(sock):
+    return hashlib.sha256(sock.getpeercert(binary_form=True)).hexdigest()
+class Raw:
+    """A line client over one socket that can switch to TLS mid-session."""
+    def __init__(self, host, port, source="127.0.0.1"):
+        self.sock = socket.create_connection((host, int(port)), 30, source_address=(source, 0))
+        self.buf = b""
+    def tls(self, context, name):
+        # Everything the server sent in plaintext has been read as lines: nothing
+        # buffered may be mistaken for a reply inside TLS.
+        if self.buf:
+            raise AssertionError("unread plaintext before the handshake: %r" % self.buf)
+        self.sock = context.wrap_socket(self.sock, server_hostname=name)
+    def send(self, data):
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise EOFError("the server closed; unterminated %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+    def reply(self):
+        lines = [self.line()]
+        while len(lines[-1]) >= 4 and lines[-1][3] == "-":
+            lines.append(self.line())
+        return lines
+    def smtp(self, command):
+        self.send(command + "\r\n")
+        return self.reply()
+    def pop(self, command):
+        self.send(command + "\r\n")
+        return self.line()
+    def multiline(self):
+        lines = []
+        while True:
+            line = self.line()
+            if line == ".":
+                return lines
+            lines.append(line)
+    def rest(self):
+        """What the server sends until it closes."""
+        data, self.buf = self.buf, b""
+        while True:
+            try:
+                chunk = self.sock.recv(4096)
+            except (ConnectionResetError, ssl.SSLEOFError):
+                return data
+            if not chunk:
+                return data
+            data += chunk
 "#;
 
 /// Run `python3 -c PY_PRELUDE+script args...`; it must exit 0. Returns its output.
@@ -768,6 +1047,174 @@ pub fn unhex(hex: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits"))
         .collect()
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for SASL responses the raw client sends.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The SASL PLAIN response `authzid NUL authcid NUL password` (RFC 4616 §2), base64.
+pub fn sasl_plain(authzid: &str, user: &str, password: &str) -> String {
+    base64(format!("{authzid}\0{user}\0{password}").as_bytes())
+}
+
+// ---------------------------------------------------------------------------------
+// Log lines
+
+/// The value of `key=value` in a log line (`event=login_delayed ... delay_ms=20`).
+pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Whether `line` is the log line of `event` (`event=NAME`).
+pub fn is_event(line: &str, event: &str) -> bool {
+    log_field(line, "event") == Some(event)
+}
+
+// ---------------------------------------------------------------------------------
+// Certificates
+
+/// A PEM certificate (chain) and its private key.
+#[derive(Clone, Debug)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A throwaway certificate authority made with the `openssl` command line, so clients
+/// verify the server for real (chain and name) against a CA the test created.
+#[derive(Debug)]
+pub struct TestCa {
+    dir: tempfile::TempDir,
+    /// The CA certificate clients trust.
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA (`CN=<name>`), EC P-256, valid for two days.
+    pub fn new(name: &str) -> TestCa {
+        let dir = tempfile::tempdir().expect("a temporary folder for the CA");
+        let cert = dir.path().join("ca.pem");
+        let key = dir.path().join("ca.key");
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-x509", "-new", "-newkey", "ec"])
+                .args([
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "2",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .args(["-subj", &format!("/CN={name}")])
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
+        );
+        TestCa { dir, cert, key }
+    }
+
+    /// A server certificate signed by this CA for `localhost`, the test hostname,
+    /// 127.0.0.1 and ::1, written as `<file_stem>.pem` / `<file_stem>.key` in the
+    /// CA's folder.
+    pub fn issue(&self, file_stem: &str) -> CertPair {
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
+        let at = |ext: &str| self.dir.path().join(format!("{file_stem}.{ext}"));
+        let (cert, key, csr, ext) = (at("pem"), at("key"), at("csr"), at("ext"));
+        fs::write(
+            &ext,
+            format!(
+                "subjectAltName=DNS:localhost,DNS:{HOSTNAME},IP:127.0.0.1,IP:::1\n\
+                 basicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth\n\
+                 subjectKeyIdentifier=hash\n\
+                 authorityKeyIdentifier=keyid\n"
+            ),
+        )
+        .expect("write the extensions file");
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-new", "-newkey", "ec"])
+                .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr)
+                .args(["-subj", "/CN=localhost"]),
+        );
+        let serial = format!(
+            "{}",
+            u64::from(std::process::id()) * 1000 + SERIAL.fetch_add(1, Ordering::Relaxed)
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "2", "-set_serial", &serial])
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&self.cert)
+                .arg("-CAkey")
+                .arg(&self.key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+        );
+        CertPair { cert, key }
+    }
+}
+
+/// `openssl x509 -noout -fingerprint -sha256` of a PEM certificate: `AA:BB:...`.
+pub fn openssl_fingerprint(cert: &Path) -> String {
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(cert),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // "sha256 Fingerprint=AA:BB:..." (the label's case differs between versions).
+    text.split_once('=')
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_else(|| panic!("unexpected openssl fingerprint output {text:?}"))
+}
+
+/// A path as a TOML basic string.
+fn toml_string(path: &Path) -> String {
+    let text = path.to_str().expect("a UTF-8 path");
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 // ---------------------------------------------------------------------------------
@@ -889,4 +1336,38 @@ pub fn message(subject: &str) -> Vec<u8> {
         "From: sender@elsewhere.test\r\nTo: someone@example.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        // RFC 4648 §10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+        assert_eq!(
+            sasl_plain("", "tim", "tanstaaftanstaaf"),
+            "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+        );
+    }
+
+    #[test]
+    fn log_fields_are_found_by_key() {
+        let line = "2025-01-01T00:00:00Z  WARN popgate::serve::events: event=login_delayed session=3 peer=127.0.0.2 failures=1 delay_ms=20";
+        assert!(is_event(line, "login_delayed"));
+        assert_eq!(log_field(line, "peer"), Some("127.0.0.2"));
+        assert_eq!(log_field(line, "delay_ms"), Some("20"));
+        assert_eq!(log_field(line, "ms"), None);
+    }
 }
