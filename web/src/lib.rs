@@ -1,27 +1,32 @@
-//! The popgate web app (Yew, compiled to WebAssembly by trunk).
+//! The popgate web app (Yew, compiled to WebAssembly by trunk): the live dashboard.
 //!
-//! For now a placeholder page: the live dashboard (a stream of core events over the
-//! `/api/events` WebSocket) and the in-browser explainer (core sessions driven by a
-//! virtual clock) are coming. `src/main.rs` mounts [`App`] on the page; this library
-//! also compiles natively so `cargo clippy --workspace` and native tests cover it.
+//! # Layout
+//!
+//! * [`state`]: [`state::UiState`], core's dashboard reducer wrapped with page-only
+//!   state, changed by [`state::Action`]s. Plain Rust, tested natively.
+//! * [`components`]: small function components that render a [`state::UiState`] and
+//!   send intents through [`components::Commands`]. They never ask where events come
+//!   from: the live WebSocket today, the in-browser simulator of the explainer later.
+//! * `live` (wasm32 only): the live source: the `/api/events` WebSocket with
+//!   reconnection, and the HTTP calls behind the commands.
+//! * [`i18n`]: every user-visible string, one table per language.
+//! * [`codes`]: SMTP and POP3 reply codes explained (the transcript tooltips).
+//! * [`format`]: durations, clock times, URL path segments.
+//!
+//! `src/main.rs` mounts [`App`]. This library also compiles natively (browser IO is
+//! behind `cfg(target_arch = "wasm32")`), so `cargo test -p popgate-web` runs the state
+//! and formatting tests on the host.
 
-use yew::prelude::*;
+pub mod codes;
+pub mod components;
+pub mod format;
+pub mod i18n;
+#[cfg(target_arch = "wasm32")]
+mod live;
+pub mod state;
+
+pub use components::app::App;
 
 /// The popgate version this app was built from. Every crate of the workspace shares one
 /// version (`[workspace.package]`), so this is also popgate-core's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The root component.
-#[function_component(App)]
-pub fn app() -> Html {
-    html! {
-        <main class="placeholder">
-            <h1>{ "popgate" }</h1>
-            <p>
-                { "POP before SMTP, granted inside the mail server and shown live. " }
-                { "The live dashboard and the explainer are coming." }
-            </p>
-            <p class="version">{ format!("popgate-core {VERSION}") }</p>
-        </main>
-    }
-}

@@ -1,0 +1,92 @@
+//! Small pure formatting helpers shared by the views (durations, clock times, URL
+//! path segments). Pure functions, so they are tested natively.
+
+use popgate_core::Millis;
+
+/// A countdown: `m:ss` under an hour, `h:mm:ss` above; whole seconds rounded up, so a
+/// grant shows `0:00` only once it has actually expired (valid while `now < expires`).
+pub fn countdown(remaining_ms: u64) -> String {
+    let secs = remaining_ms.div_ceil(1000);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// An age in the largest whole unit that fits: `12s`, `3m`, `2h`, `4d`.
+pub fn age(elapsed_ms: u64) -> String {
+    let secs = elapsed_ms / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86_400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// The UTC time of day with milliseconds, `19:18:11.042`: how the timeline and the
+/// exact expiry are shown (the server's milliseconds, not the browser's clock).
+pub fn clock_time(at: Millis) -> String {
+    let ms = at.0 % 1000;
+    let secs = at.0 / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{ms:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Percent-encodes one URL path segment (RFC 3986 §3.3: a grant key such as
+/// `192.0.2.0/24` holds a `/`, and IPv6 keys hold `:`). Only unreserved characters
+/// stay as they are.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_down_rounding_up() {
+        assert_eq!(countdown(0), "0:00");
+        assert_eq!(countdown(1), "0:01");
+        assert_eq!(countdown(1000), "0:01");
+        assert_eq!(countdown(1001), "0:02");
+        assert_eq!(countdown(30 * 60 * 1000), "30:00");
+        assert_eq!(countdown(3_600_000 + 61_000), "1:01:01");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(age(999), "0s");
+        assert_eq!(age(59_999), "59s");
+        assert_eq!(age(60_000), "1m");
+        assert_eq!(age(7_200_000), "2h");
+        assert_eq!(age(90_000_000), "1d");
+    }
+
+    #[test]
+    fn clock_times_are_utc_with_millis() {
+        // 2026-11-28T19:18:11.042Z
+        assert_eq!(clock_time(Millis(1_795_893_491_042)), "19:18:11.042");
+        assert_eq!(clock_time(Millis(0)), "00:00:00.000");
+    }
+
+    #[test]
+    fn encodes_grant_keys_for_paths() {
+        assert_eq!(path_segment("192.0.2.1/32"), "192.0.2.1%2F32");
+        assert_eq!(path_segment("2001:db8::/64"), "2001%3Adb8%3A%3A%2F64");
+    }
+}

@@ -1,0 +1,501 @@
+//! Every string the app shows, in one place per language.
+//!
+//! A language is one [`Strings`] value; adding one (Japanese, for the explainer) is
+//! adding a `static JA: Strings` and a [`Lang`] variant, and the compiler names every
+//! field still missing. Texts with values in them are templates with named
+//! placeholders (`{user}`), filled by [`fill`], because word order differs between
+//! languages. Views receive `&'static Strings` through a Yew context.
+
+/// The languages the app speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    #[default]
+    En,
+}
+
+impl Lang {
+    /// The BCP 47 tag, for `<html lang>`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+        }
+    }
+
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// Replaces each `{name}` in `template` with its value, in one pass: a value is never
+/// expanded again, whatever it contains. An unknown `{name}` stays as it is.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v, close))
+        });
+        match value {
+            Some((v, close)) => {
+                out.push_str(v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The user-visible texts of one language.
+#[derive(Debug, PartialEq)]
+pub struct Strings {
+    pub app_title: &'static str,
+    pub tagline: &'static str,
+
+    // Connection to the live event stream.
+    pub conn_connecting: &'static str,
+    pub conn_live: &'static str,
+    pub conn_reconnecting: &'static str,
+    /// `{seconds}`: until the next attempt.
+    pub conn_retry_in: &'static str,
+
+    // Counters and the throughput chart.
+    pub counters_title: &'static str,
+    pub counter_sessions_open: &'static str,
+    pub counter_sessions_total: &'static str,
+    pub counter_logins_ok: &'static str,
+    pub counter_logins_failed: &'static str,
+    pub counter_grants_live: &'static str,
+    pub counter_grants_created: &'static str,
+    pub counter_relayed: &'static str,
+    pub counter_denied: &'static str,
+    pub counter_messages: &'static str,
+    pub chart_title: &'static str,
+    /// `{bucket}`: seconds per bar, `{span}`: minutes shown.
+    pub chart_caption: &'static str,
+
+    // Sessions and transcripts.
+    pub sessions_title: &'static str,
+    pub sessions_empty: &'static str,
+    pub col_session: &'static str,
+    pub col_protocol: &'static str,
+    pub col_peer: &'static str,
+    pub col_user: &'static str,
+    pub col_tls: &'static str,
+    pub col_state: &'static str,
+    pub col_age: &'static str,
+    pub tls_on: &'static str,
+    pub tls_off: &'static str,
+    pub state_open: &'static str,
+    pub state_closed: &'static str,
+    pub close_quit: &'static str,
+    pub close_peer_closed: &'static str,
+    pub close_timeout: &'static str,
+    pub close_shutting_down: &'static str,
+    pub close_error: &'static str,
+    pub transcript_title: &'static str,
+    pub transcript_none: &'static str,
+    pub transcript_empty: &'static str,
+    pub client_label: &'static str,
+    pub server_label: &'static str,
+    pub close: &'static str,
+    /// `{n}`: lines dropped from the front to keep the bound.
+    pub transcript_truncated: &'static str,
+    /// `{key}`.
+    pub session_grant_made: &'static str,
+    pub session_recipients: &'static str,
+    pub session_messages: &'static str,
+
+    // Grants.
+    pub grants_title: &'static str,
+    pub grants_empty: &'static str,
+    pub col_key: &'static str,
+    pub col_expires_in: &'static str,
+    pub col_messages_left: &'static str,
+    pub col_note: &'static str,
+    pub no_limit: &'static str,
+    /// `{n}`: messages reserved by transactions in flight.
+    pub reserved: &'static str,
+    /// `{at}`: the exact expiry, server time.
+    pub expires_at: &'static str,
+    pub expired: &'static str,
+    pub added_by_hand: &'static str,
+    /// `{users}`: everyone who logged in on this key.
+    pub users_seen: &'static str,
+    pub revoke: &'static str,
+    pub add_title: &'static str,
+    pub add_address: &'static str,
+    pub add_ttl: &'static str,
+    pub add_messages: &'static str,
+    pub add_note: &'static str,
+    pub add_submit: &'static str,
+    pub add_bad_address: &'static str,
+    pub add_bad_messages: &'static str,
+    pub add_bad_ttl: &'static str,
+    /// `{error}`: what the server said.
+    pub request_failed: &'static str,
+
+    // Timeline.
+    pub timeline_title: &'static str,
+    pub timeline_empty: &'static str,
+    pub timeline_hint: &'static str,
+    pub timeline_highlight: &'static str,
+    /// `{user}`, `{mechanism}`: a POP3 login (the session chip shows the peer).
+    pub tl_login: &'static str,
+    /// `{user}`, `{mechanism}`.
+    pub tl_auth: &'static str,
+    /// `{user}`.
+    pub tl_login_failed: &'static str,
+    /// `{key}`, `{user}`.
+    pub tl_grant_created: &'static str,
+    pub tl_grant_refreshed: &'static str,
+    /// `{key}`, `{user}`, `{reason}`.
+    pub tl_grant_refused: &'static str,
+    /// `{key}`, `{left}`.
+    pub tl_grant_used: &'static str,
+    /// `{key}`.
+    pub tl_grant_expired: &'static str,
+    /// `{key}`, `{reason}`.
+    pub tl_grant_revoked: &'static str,
+    /// `{rcpt}`, `{key}`, `{user}`.
+    pub tl_relay_grant: &'static str,
+    /// `{rcpt}`, `{user}`.
+    pub tl_relay_auth: &'static str,
+    /// `{rcpt}`.
+    pub tl_relay_trusted: &'static str,
+    pub tl_relay_local: &'static str,
+    pub tl_relay_unknown_user: &'static str,
+    /// `{rcpt}`, `{reason}`.
+    pub tl_relay_denied: &'static str,
+    /// `{id}`, `{from}`, `{count}`.
+    pub tl_message: &'static str,
+    /// `{session}`: a link to the session that made a grant.
+    pub tl_via_session: &'static str,
+    pub refusal_no_grant: &'static str,
+    pub refusal_expired: &'static str,
+    pub refusal_used_up: &'static str,
+    pub refusal_auth_required: &'static str,
+
+    // Messages.
+    pub message_title: &'static str,
+    pub messages_title: &'static str,
+    pub message_loading: &'static str,
+    pub message_view: &'static str,
+    /// `{error}`.
+    pub message_unavailable: &'static str,
+
+    // Reply codes, explained on hover in transcripts.
+    /// `{code}`, `{meaning}`, `{rfc}`.
+    pub code_line: &'static str,
+    /// RFC 5321 §4.2.1: the first digit of an SMTP reply.
+    pub smtp_classes: &'static [(u8, &'static str)],
+    /// Basic SMTP reply codes: (code, meaning, where it is defined).
+    pub smtp_codes: &'static [(u16, &'static str, &'static str)],
+    /// RFC 3463 §3.1: the class digit of an enhanced status code (2, 4, 5).
+    pub status_classes: &'static [(u8, &'static str)],
+    /// RFC 3463 §4 subjects (the middle number).
+    pub status_subjects: &'static [(u8, &'static str)],
+    /// RFC 3463 §3 details: ("subject.detail", meaning); the class does not change it.
+    pub status_details: &'static [(&'static str, &'static str)],
+    pub pop3_ok: &'static str,
+    pub pop3_err: &'static str,
+    /// RFC 2449 §8 and RFC 3206 response codes: IN-USE, LOGIN-DELAY, AUTH, SYS/TEMP,
+    /// SYS/PERM (matched exhaustively in `codes.rs`).
+    pub pop3_in_use: &'static str,
+    pub pop3_login_delay: &'static str,
+    pub pop3_auth: &'static str,
+    pub pop3_sys_temp: &'static str,
+    pub pop3_sys_perm: &'static str,
+}
+
+pub static EN: Strings = Strings {
+    app_title: "popgate",
+    tagline: "POP before SMTP, live",
+
+    conn_connecting: "connecting",
+    conn_live: "live",
+    conn_reconnecting: "reconnecting",
+    conn_retry_in: "retry in {seconds} s",
+
+    counters_title: "Counters",
+    counter_sessions_open: "sessions open",
+    counter_sessions_total: "sessions",
+    counter_logins_ok: "logins",
+    counter_logins_failed: "failed logins",
+    counter_grants_live: "grants live",
+    counter_grants_created: "grants made",
+    counter_relayed: "relayed",
+    counter_denied: "relays denied",
+    counter_messages: "messages",
+    chart_title: "Messages accepted",
+    chart_caption: "per {bucket} s, last {span} min",
+
+    sessions_title: "Sessions",
+    sessions_empty: "No sessions yet. Connect a mail client to the POP3 or SMTP port.",
+    col_session: "Session",
+    col_protocol: "Protocol",
+    col_peer: "Peer",
+    col_user: "User",
+    col_tls: "TLS",
+    col_state: "State",
+    col_age: "Age",
+    tls_on: "TLS",
+    tls_off: "plain",
+    state_open: "open",
+    state_closed: "closed",
+    close_quit: "quit",
+    close_peer_closed: "peer closed",
+    close_timeout: "timeout",
+    close_shutting_down: "shutting down",
+    close_error: "error",
+    transcript_title: "Transcript",
+    transcript_none: "Select a session to read its transcript.",
+    transcript_empty: "No lines yet.",
+    client_label: "C:",
+    server_label: "S:",
+    close: "Close",
+    transcript_truncated: "{n} earlier lines not kept",
+    session_grant_made: "This login granted relaying to {key}.",
+    session_recipients: "Recipients",
+    session_messages: "Messages",
+
+    grants_title: "Relay grants",
+    grants_empty: "No grants. A POP3 login makes one for the client's address.",
+    col_key: "Address",
+    col_expires_in: "Expires in",
+    col_messages_left: "Messages left",
+    col_note: "Note",
+    no_limit: "no limit",
+    reserved: "{n} in flight",
+    expires_at: "expires at {at} UTC (server time)",
+    expired: "expired",
+    added_by_hand: "by hand",
+    users_seen: "logins on this address: {users}",
+    revoke: "Revoke",
+    add_title: "Add a grant by hand",
+    add_address: "Address or network",
+    add_ttl: "Time to live",
+    add_messages: "Messages",
+    add_note: "Note",
+    add_submit: "Add grant",
+    add_bad_address: "Enter an IP address or a network such as 192.0.2.0/24.",
+    add_bad_messages: "Messages must be a whole number (0: no limit).",
+    add_bad_ttl: "Time to live looks like 30m, 2h or 90s.",
+    request_failed: "The server refused: {error}",
+
+    timeline_title: "Timeline",
+    timeline_empty: "Nothing has happened yet.",
+    timeline_hint: "POP3 login → grant → the SMTP sessions that relayed on it. Choose an address to follow it.",
+    timeline_highlight: "highlight everything linked to this grant",
+    tl_login: "{user} logged in over POP3 ({mechanism})",
+    tl_auth: "{user} authenticated ({mechanism})",
+    tl_login_failed: "failed login for {user}",
+    tl_grant_created: "grant for {key} ({user})",
+    tl_grant_refreshed: "grant for {key} renewed ({user})",
+    tl_grant_refused: "no grant for {key} ({user}): {reason}",
+    tl_grant_used: "grant {key} used, {left} left",
+    tl_grant_expired: "grant {key} expired",
+    tl_grant_revoked: "grant {key} revoked: {reason}",
+    tl_relay_grant: "relay to {rcpt} allowed by the grant for {key} ({user})",
+    tl_relay_auth: "relay to {rcpt} allowed: SMTP AUTH as {user}",
+    tl_relay_trusted: "relay to {rcpt} allowed: trusted network",
+    tl_relay_local: "local delivery to {rcpt}",
+    tl_relay_unknown_user: "{rcpt}: no such local user",
+    tl_relay_denied: "relay to {rcpt} denied: {reason}",
+    tl_message: "message {id} from {from} to {count} recipient(s)",
+    tl_via_session: "login in session {session}",
+    refusal_no_grant: "no grant",
+    refusal_expired: "grant expired",
+    refusal_used_up: "grant used up",
+    refusal_auth_required: "AUTH required",
+
+    message_title: "Message",
+    messages_title: "Recent messages",
+    message_loading: "Loading…",
+    message_view: "view",
+    message_unavailable: "The message is not available: {error}",
+
+    code_line: "{code}: {meaning} ({rfc})",
+    smtp_classes: &[
+        (2, "positive completion"),
+        (3, "positive intermediate: send more"),
+        (4, "transient failure: try again later"),
+        (5, "permanent failure: do not repeat as is"),
+    ],
+    smtp_codes: &[
+        (211, "system status", "RFC 5321 §4.2.3"),
+        (214, "help message", "RFC 5321 §4.2.3"),
+        (220, "service ready", "RFC 5321 §4.2.3"),
+        (221, "service closing the connection", "RFC 5321 §4.2.3"),
+        (235, "authentication succeeded", "RFC 4954 §6"),
+        (250, "requested action completed", "RFC 5321 §4.2.3"),
+        (251, "user not local; will forward", "RFC 5321 §4.2.3"),
+        (
+            252,
+            "cannot verify the user, but will accept and attempt delivery",
+            "RFC 5321 §3.5.3",
+        ),
+        (
+            334,
+            "SASL challenge: send the next authentication step",
+            "RFC 4954 §4",
+        ),
+        (
+            354,
+            "start mail input; end with <CRLF>.<CRLF>",
+            "RFC 5321 §4.2.3",
+        ),
+        (
+            421,
+            "service not available, closing the connection",
+            "RFC 5321 §4.2.3",
+        ),
+        (450, "mailbox unavailable (temporary)", "RFC 5321 §4.2.3"),
+        (
+            451,
+            "local error in processing, try again later",
+            "RFC 5321 §4.2.3",
+        ),
+        (
+            452,
+            "insufficient system storage, or too many recipients",
+            "RFC 5321 §4.2.3",
+        ),
+        (
+            454,
+            "temporary authentication failure, or TLS not available",
+            "RFC 4954 §6",
+        ),
+        (
+            455,
+            "server unable to accommodate the parameters",
+            "RFC 5321 §4.2.3",
+        ),
+        (
+            500,
+            "syntax error, command unrecognised or line too long",
+            "RFC 5321 §4.2.3",
+        ),
+        (
+            501,
+            "syntax error in parameters or arguments",
+            "RFC 5321 §4.2.3",
+        ),
+        (502, "command not implemented", "RFC 5321 §4.2.3"),
+        (503, "bad sequence of commands", "RFC 5321 §4.2.3"),
+        (504, "command parameter not implemented", "RFC 5321 §4.2.3"),
+        (530, "authentication required", "RFC 4954 §6"),
+        (535, "authentication credentials invalid", "RFC 4954 §6"),
+        (
+            538,
+            "encryption required for the authentication mechanism",
+            "RFC 4954 §6",
+        ),
+        (
+            550,
+            "mailbox unavailable (not found, or refused by policy)",
+            "RFC 5321 §4.2.3",
+        ),
+        (551, "user not local", "RFC 5321 §4.2.3"),
+        (
+            552,
+            "exceeded storage allocation (message too big)",
+            "RFC 5321 §4.2.3",
+        ),
+        (553, "mailbox name not allowed", "RFC 5321 §4.2.3"),
+        (
+            554,
+            "transaction failed (for a recipient: relay or policy refusal)",
+            "RFC 5321 §4.2.3",
+        ),
+        (
+            555,
+            "MAIL or RCPT parameter not recognised",
+            "RFC 5321 §4.2.3",
+        ),
+    ],
+    status_classes: &[
+        (2, "success"),
+        (4, "persistent transient failure"),
+        (5, "permanent failure"),
+    ],
+    status_subjects: &[
+        (0, "other or undefined"),
+        (1, "addressing"),
+        (2, "mailbox"),
+        (3, "mail system"),
+        (4, "network and routing"),
+        (5, "mail delivery protocol"),
+        (6, "message content"),
+        (7, "security or policy"),
+    ],
+    status_details: &[
+        ("0.0", "other undefined status"),
+        ("1.0", "other address status"),
+        ("1.1", "bad destination mailbox address"),
+        ("1.3", "bad destination mailbox address syntax"),
+        ("1.5", "destination address valid"),
+        ("3.0", "other or undefined mail system status"),
+        ("3.1", "mail system full"),
+        ("3.2", "system not accepting network messages"),
+        ("3.4", "message too big for system"),
+        ("4.2", "bad connection"),
+        ("4.6", "routing loop detected"),
+        ("5.1", "invalid command"),
+        ("5.2", "syntax error"),
+        ("5.3", "too many recipients"),
+        ("5.4", "invalid command arguments"),
+        ("5.6", "line too long"),
+        ("6.7", "non-ASCII address not permitted"),
+        ("7.0", "other or undefined security status"),
+        ("7.1", "delivery not authorised, message refused"),
+        ("7.8", "authentication credentials invalid"),
+        (
+            "7.11",
+            "encryption required for the authentication mechanism",
+        ),
+    ],
+    pop3_ok: "positive response (RFC 1939 §3)",
+    pop3_err: "negative response (RFC 1939 §3)",
+    pop3_in_use: "[IN-USE]: the maildrop is locked by another session (RFC 2449 §8.1.1)",
+    pop3_login_delay: "[LOGIN-DELAY]: logins are coming too fast (RFC 2449 §8.1.2)",
+    pop3_auth: "[AUTH]: the credentials are wrong, or the mechanism needs TLS (RFC 3206 §4)",
+    pop3_sys_temp: "[SYS/TEMP]: a temporary system problem, try again later (RFC 3206 §5)",
+    pop3_sys_perm: "[SYS/PERM]: a permanent system problem (RFC 3206 §5)",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_named_placeholders() {
+        assert_eq!(
+            fill(EN.tl_login, &[("user", "taro"), ("mechanism", "USER")]),
+            "taro logged in over POP3 (USER)"
+        );
+        // A value that looks like a placeholder is not expanded again, in any order.
+        assert_eq!(fill("{a}-{b}", &[("b", "2"), ("a", "{b}")]), "{b}-2");
+        assert_eq!(fill("{a}-{b}", &[("a", "{b}"), ("b", "2")]), "{b}-2");
+        assert_eq!(fill("{x} {", &[]), "{x} {");
+    }
+
+    #[test]
+    fn code_tables_are_sorted_and_unique() {
+        // codes.rs looks codes up by binary search.
+        assert!(EN.smtp_codes.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(EN.status_subjects.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}
