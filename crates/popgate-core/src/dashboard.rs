@@ -544,6 +544,8 @@ impl DashboardState {
                     .queued_for
                     .extend(rcpts.iter().cloned());
             }
+            // Outbound delivery: shown through the queue view, not counted here yet.
+            EventKind::MessageDeferred { .. } | EventKind::MessageBounced { .. } => {}
             EventKind::MaildropOpened { .. } => {}
             EventKind::MessagesRemoved { count, .. } => {
                 self.counters.messages_removed = self

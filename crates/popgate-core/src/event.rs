@@ -210,6 +210,23 @@ pub enum EventKind {
         id: String,
         rcpts: Vec<String>,
     },
+    /// A delivery attempt left these recipients for a later retry (a 4xx reply, a
+    /// connection failure or a timeout); `next_attempt` is when.
+    MessageDeferred {
+        id: String,
+        rcpts: Vec<String>,
+        reason: String,
+        next_attempt: Millis,
+    },
+    /// These recipients were given up on (a 5xx reply, no route, too old, a loop);
+    /// `dsn` is where the bounce went (a mailbox or a queue id), `None` for a null
+    /// sender, which never gets one.
+    MessageBounced {
+        id: String,
+        rcpts: Vec<String>,
+        reason: String,
+        dsn: Option<String>,
+    },
     /// POP3: a maildrop was opened (`messages`, `octets` as STAT shows them).
     MaildropOpened {
         user: String,

@@ -22,9 +22,12 @@
 //! * [`throttle`]: the progressive per-address login-failure delay.
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449, 2595 STLS, 5034 AUTH).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
+//! * [`smtp_client`]: the SMTP client that delivers relayed mail to the next hop.
+//! * [`dsn`]: delivery status notifications (RFC 3464 bounces).
 
 pub mod dashboard;
 pub mod driver;
+pub mod dsn;
 pub mod event;
 pub mod grant;
 pub mod line;
@@ -34,6 +37,7 @@ pub mod relay;
 pub mod reply;
 pub mod sasl;
 pub mod smtp;
+pub mod smtp_client;
 pub mod throttle;
 pub mod time;
 
