@@ -399,6 +399,10 @@ fn python_smtplib_starttls_login_and_smtp_ssl() {
         mechanisms.contains(&"PLAIN".to_string()) && mechanisms.contains(&"LOGIN".to_string()),
         "AUTH after STARTTLS: {mechanisms:?}"
     );
+    assert!(
+        !mechanisms.contains(&"CRAM-MD5".to_string()),
+        "CRAM-MD5 is off by default ([auth] cram_md5 = false): {mechanisms:?}"
+    );
     for key in ["LOGIN", "SSL_LOGIN"] {
         assert!(out.get(key).starts_with(reply::AUTH_OK), "{key}: {out:?}");
     }
@@ -595,4 +599,51 @@ fn apop_is_off_by_default() {
         out.get("APOP").starts_with("-ERR"),
         "APOP while disabled: {out:?}"
     );
+}
+
+/// `[auth] cram_md5 = true`: swaks CRAM-MD5 (RFC 2195) over STARTTLS works for a user
+/// stored with `{PLAIN}` and fails, with the usual 535, for a hashed one.
+#[test]
+fn swaks_cram_md5_when_enabled_for_a_plain_stored_user() {
+    let ca = TestCa::new("popgate test CA");
+    let server = server_with(
+        &ca.issue("server"),
+        Setup::default()
+            .toml("[auth]\ncram_md5 = true\nfailure_delay = \"20ms\"\nfailure_delay_max = \"320ms\"\n")
+            .user_line(&format!("{CAROL}:{{PLAIN}}{CAROL_PW}")),
+    );
+    let sub = server.addr("submission");
+    let cram = |user: &str, password: &str| {
+        run(swaks()
+            .args(["--server", &sub.ip().to_string()])
+            .args(["--port", &sub.port().to_string()])
+            .args(["-tls", "--tls-verify", "--tls-ca-path", path(&ca.cert)])
+            .args([
+                "--auth",
+                "CRAM-MD5",
+                "--auth-user",
+                user,
+                "--auth-password",
+                password,
+            ])
+            .args(["--ehlo", "client.test", "--timeout", "30"])
+            .args(["--from", user, "--to", REMOTE])
+            .args(["--header", "Subject: swaks CRAM-MD5", "--body", "cram"]))
+    };
+    let out = cram(CAROL, CAROL_PW);
+    assert_swaks_relayed(&out, "CRAM-MD5", "swaks CRAM-MD5 for a {PLAIN} user");
+    assert_eq!(queued_for(&server, REMOTE), 1);
+
+    let out = cram(ALICE, PW);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "CRAM-MD5 for a hashed secret succeeded:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("<~* {}", reply::BAD_CREDENTIALS)),
+        "CRAM-MD5 for a hashed secret: expected `<~* {}...`:\n{log}",
+        reply::BAD_CREDENTIALS
+    );
+    assert_eq!(queued_for(&server, REMOTE), 1);
 }
