@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::{sh::Repo, tools};
+use crate::{bench, sh::Repo, tools};
 
 pub fn run(repo: &Repo) -> Result<ExitCode> {
     // Without the tools no step means anything: a failure here ends the run at once.
@@ -51,6 +51,11 @@ pub fn run(repo: &Repo) -> Result<ExitCode> {
     // The end-to-end tests run this debug binary.
     steps.run("build popgate-server", || {
         repo.run(&mut cargo(&["build", "-p", "popgate-server"]))
+    });
+    // Not a timed test: a few seconds of every workload on the debug build, so the
+    // benchmark cannot rot.
+    steps.run("bench smoke", || {
+        bench::run(repo, &["--smoke".to_string()]).map(|_| ())
     });
     steps.run("test", || repo.run(&mut cargo(&["test", "--workspace"])));
     // The runner (wasm-bindgen-test-runner, under node) is set in .cargo/config.toml.

@@ -6,7 +6,9 @@
 //!   the wasm32 target) and of the client programs the end-to-end tests drive.
 //! * `serve`: `cargo xtask run`, which builds everything and runs the demo server.
 //! * `check`: `cargo xtask test`, the CI pipeline.
+//! * `bench`: `cargo xtask bench`, popgate side by side with Postfix + Dovecot.
 
+mod bench;
 mod check;
 mod serve;
 mod sh;
@@ -25,7 +27,9 @@ commands:
                   Ctrl-C stops it
   test            formatting, clippy (host and wasm32), unit and end-to-end tests,
                   core tests on wasm32 under node, and a trunk build of the web app
-  bench           benchmarks (not written yet)
+  bench [--smoke] [--peers] [--only N] [--report FILE]
+                  workloads against popgate and, with --peers, Postfix + Dovecot;
+                  a table on stdout and FILE.md / FILE.json (default target/bench/report)
   setup           install the pinned tools only (trunk, wasm-bindgen-cli, binaryen)
 ";
 
@@ -38,12 +42,7 @@ fn main() -> ExitCode {
     let outcome = match command.as_str() {
         "run" => Repo::locate().and_then(|repo| serve::run(&repo, serve_args(rest))),
         "test" if rest.is_empty() => Repo::locate().and_then(|repo| check::run(&repo)),
-        "bench" => {
-            println!(
-                "No benchmarks yet: they arrive with the benchmark issue. Nothing was measured."
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        "bench" => Repo::locate().and_then(|repo| bench::run(&repo, rest)),
         "setup" if rest.is_empty() => Repo::locate()
             .and_then(|repo| tools::ensure_build_tools(&repo))
             .map(|()| ExitCode::SUCCESS),
