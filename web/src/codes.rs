@@ -230,6 +230,17 @@ mod tests {
         reply::TEMP_FAILURE,
         reply::BAD_ADDRESS,
         reply::NEEDS_SMTPUTF8,
+        reply::READY_TO_START_TLS,
+        reply::TLS_ALREADY_ACTIVE,
+        reply::AUTH_SUCCEEDED,
+        reply::AUTH_CHALLENGE,
+        reply::ALREADY_AUTHENTICATED,
+        reply::AUTH_CANCELLED,
+        reply::AUTH_BAD_BASE64,
+        reply::AUTH_MALFORMED,
+        reply::UNKNOWN_MECHANISM,
+        reply::TOO_MANY_AUTH_FAILURES,
+        reply::SENDER_NOT_OWNED,
     ];
 
     #[test]

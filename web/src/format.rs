@@ -15,14 +15,15 @@ pub fn countdown(remaining_ms: u64) -> String {
     }
 }
 
-/// An age in the largest whole unit that fits: `12s`, `3m`, `2h`, `4d`.
-pub fn age(elapsed_ms: u64) -> String {
+/// An age in the largest whole unit that fits: `12s`, `3m`, `2h`, `4d` with English
+/// `units` (seconds, minutes, hours, days; from the strings of the language).
+pub fn age(elapsed_ms: u64, units: [&str; 4]) -> String {
     let secs = elapsed_ms / 1000;
     match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86_400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
+        0..60 => format!("{secs}{}", units[0]),
+        60..3600 => format!("{}{}", secs / 60, units[1]),
+        3600..86_400 => format!("{}{}", secs / 3600, units[2]),
+        _ => format!("{}{}", secs / 86_400, units[3]),
     }
 }
 
@@ -70,11 +71,12 @@ mod tests {
 
     #[test]
     fn ages() {
-        assert_eq!(age(999), "0s");
-        assert_eq!(age(59_999), "59s");
-        assert_eq!(age(60_000), "1m");
-        assert_eq!(age(7_200_000), "2h");
-        assert_eq!(age(90_000_000), "1d");
+        let units = ["s", "m", "h", "d"];
+        assert_eq!(age(999, units), "0s");
+        assert_eq!(age(59_999, units), "59s");
+        assert_eq!(age(60_000, units), "1m");
+        assert_eq!(age(7_200_000, units), "2h");
+        assert_eq!(age(90_000_000, units), "1d");
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub struct Strings {
     pub col_tls: &'static str,
     pub col_state: &'static str,
     pub col_age: &'static str,
+    /// Suffixes for ages in seconds, minutes, hours, days.
+    pub age_units: [&'static str; 4],
     pub tls_on: &'static str,
     pub tls_off: &'static str,
     pub state_open: &'static str,
@@ -165,6 +167,8 @@ pub struct Strings {
     pub tl_grant_refused: &'static str,
     /// `{key}`, `{left}`.
     pub tl_grant_used: &'static str,
+    /// `{key}`: a grant with no count limit.
+    pub tl_grant_used_unlimited: &'static str,
     /// `{key}`.
     pub tl_grant_expired: &'static str,
     /// `{key}`, `{reason}`.
@@ -183,6 +187,11 @@ pub struct Strings {
     pub tl_message: &'static str,
     /// `{session}`: a link to the session that made a grant.
     pub tl_via_session: &'static str,
+    pub revoked_by_operator: &'static str,
+    pub revoked_flushed: &'static str,
+    pub revoked_user_removed: &'static str,
+    pub revoked_password_changed: &'static str,
+    pub revoked_evicted: &'static str,
     pub refusal_no_grant: &'static str,
     pub refusal_expired: &'static str,
     pub refusal_used_up: &'static str,
@@ -251,6 +260,7 @@ pub static EN: Strings = Strings {
     col_tls: "TLS",
     col_state: "State",
     col_age: "Age",
+    age_units: ["s", "m", "h", "d"],
     tls_on: "TLS",
     tls_off: "plain",
     state_open: "open",
@@ -306,8 +316,9 @@ pub static EN: Strings = Strings {
     tl_grant_refreshed: "grant for {key} renewed ({user})",
     tl_grant_refused: "no grant for {key} ({user}): {reason}",
     tl_grant_used: "grant {key} used, {left} left",
+    tl_grant_used_unlimited: "grant {key} used (no count limit)",
     tl_grant_expired: "grant {key} expired",
-    tl_grant_revoked: "grant {key} revoked: {reason}",
+    tl_grant_revoked: "grant {key} revoked ({reason})",
     tl_relay_grant: "relay to {rcpt} allowed by the grant for {key} ({user})",
     tl_relay_auth: "relay to {rcpt} allowed: SMTP AUTH as {user}",
     tl_relay_trusted: "relay to {rcpt} allowed: trusted network",
@@ -316,6 +327,11 @@ pub static EN: Strings = Strings {
     tl_relay_denied: "relay to {rcpt} denied: {reason}",
     tl_message: "message {id} from {from} to {count} recipient(s)",
     tl_via_session: "login in session {session}",
+    revoked_by_operator: "by an operator",
+    revoked_flushed: "table flushed",
+    revoked_user_removed: "user removed",
+    revoked_password_changed: "password changed",
+    revoked_evicted: "table full, closest to expiry",
     refusal_no_grant: "no grant",
     refusal_expired: "grant expired",
     refusal_used_up: "grant used up",

@@ -94,7 +94,7 @@ pub struct Throughput {
     pub buckets: usize,
     /// (bucket start, counts), oldest first, at most `buckets` of them.
     samples: VecDeque<(u64, Sample)>,
-    /// The totals last seen; `None` until the first snapshot (whose history is unknown).
+    /// The totals last seen; `None` until the first snapshot.
     last: Option<Sample>,
 }
 
@@ -110,6 +110,42 @@ impl Default for Throughput {
 }
 
 impl Throughput {
+    /// The first snapshot: the history it still holds (retained sessions and
+    /// messages, with their times) fills the chart; from then on the counters' growth
+    /// does.
+    pub fn seed(&mut self, state: &DashboardState) {
+        let window = self.bucket_ms * self.buckets as u64;
+        let since = state.now.0.saturating_sub(window);
+        let mut history: Vec<(Millis, Sample)> = state
+            .sessions
+            .values()
+            .map(|s| {
+                (
+                    s.opened,
+                    Sample {
+                        messages: 0,
+                        sessions: 1,
+                    },
+                )
+            })
+            .chain(state.messages.iter().map(|m| {
+                (
+                    m.at,
+                    Sample {
+                        messages: 1,
+                        sessions: 0,
+                    },
+                )
+            }))
+            .filter(|(at, _)| at.0 >= since)
+            .collect();
+        history.sort_by_key(|(at, _)| *at);
+        for (at, delta) in history {
+            self.add(at, delta);
+        }
+        self.last = Some(Sample::totals(&state.counters));
+    }
+
     /// The counters were `totals` at server time `at`.
     pub fn record(&mut self, at: Millis, totals: &Counters) {
         let now = Sample::totals(totals);
@@ -122,6 +158,10 @@ impl Throughput {
             messages: now.messages.saturating_sub(last.messages),
             sessions: now.sessions.saturating_sub(last.sessions),
         };
+        self.add(at, delta);
+    }
+
+    fn add(&mut self, at: Millis, delta: Sample) {
         if delta == Sample::default() {
             return;
         }
@@ -132,7 +172,7 @@ impl Throughput {
                 sample.sessions += delta.sessions;
             }
             None => {
-                // Events arrive in order; a later bucket never precedes an earlier one.
+                // Callers go forward in time; a later bucket never precedes an earlier one.
                 if self.samples.back().is_some_and(|(s, _)| *s > start) {
                     return;
                 }
@@ -293,8 +333,12 @@ impl UiState {
                 if self.snapshots > 0 {
                     self.resyncs += 1;
                 }
+                if self.snapshots == 0 {
+                    self.chart.seed(&state);
+                } else {
+                    self.chart.record(state.now, &state.counters);
+                }
                 self.snapshots += 1;
-                self.chart.record(state.now, &state.counters);
                 self.dash = Rc::new(state);
                 self.connection = Connection::Live;
             }

@@ -11,7 +11,7 @@ use super::sessions::SessionList;
 use super::timeline::Timeline;
 use super::transcript::Transcript;
 use super::{Commands, Shared, use_commands, use_strings, use_ui};
-use crate::i18n::{Lang, Strings};
+use crate::i18n::Lang;
 use crate::state::{Action, UiState};
 use std::rc::Rc;
 use yew::prelude::*;
@@ -77,9 +77,8 @@ pub struct ProvideProps {
 /// below: whatever drives the state (live stream or simulator) renders through this.
 #[function_component(Provide)]
 pub fn provide(props: &ProvideProps) -> Html {
-    let strings: &'static Strings = props.lang.strings();
     html! {
-        <ContextProvider<&'static Strings> context={strings}>
+        <ContextProvider<Lang> context={props.lang}>
         <ContextProvider<Commands> context={props.commands.clone()}>
         <ContextProvider<Shared> context={props.state.clone()}>
             <ClockProvider clock={props.state.clock}>
@@ -87,7 +86,7 @@ pub fn provide(props: &ProvideProps) -> Html {
             </ClockProvider>
         </ContextProvider<Shared>>
         </ContextProvider<Commands>>
-        </ContextProvider<&'static Strings>>
+        </ContextProvider<Lang>>
     }
 }
 
@@ -103,31 +102,37 @@ pub fn dashboard() -> Html {
                 <ConnectionBadge />
             </header>
             <Notice />
+            // Two columns when wide (what you act on, then what happened), one when
+            // narrow, where `order` puts cause and effect right under the grants.
             <main class="grid">
-                <section class="panel grants" aria-labelledby="grants-title">
-                    <h2 id="grants-title">{ s.grants_title }</h2>
-                    <GrantTable />
-                    <GrantForm />
-                </section>
-                <section class="panel timeline" aria-labelledby="timeline-title">
-                    <h2 id="timeline-title">{ s.timeline_title }</h2>
-                    <p class="hint">{ s.timeline_hint }</p>
-                    <Timeline />
-                </section>
-                <section class="panel sessions" aria-labelledby="sessions-title">
-                    <h2 id="sessions-title">{ s.sessions_title }</h2>
-                    <SessionList />
-                </section>
-                <section class="panel transcript" aria-labelledby="transcript-title">
-                    <h2 id="transcript-title">{ s.transcript_title }</h2>
-                    <Transcript />
-                </section>
-                <section class="panel stats" aria-labelledby="counters-title">
-                    <h2 id="counters-title">{ s.counters_title }</h2>
-                    <CounterList />
-                    <Chart />
-                    <MessageList />
-                </section>
+                <div class="col">
+                    <section class="panel area-grants" aria-labelledby="grants-title">
+                        <h2 id="grants-title">{ s.grants_title }</h2>
+                        <GrantTable />
+                        <GrantForm />
+                    </section>
+                    <section class="panel area-sessions" aria-labelledby="sessions-title">
+                        <h2 id="sessions-title">{ s.sessions_title }</h2>
+                        <SessionList />
+                    </section>
+                    <section class="panel area-stats" aria-labelledby="counters-title">
+                        <h2 id="counters-title">{ s.counters_title }</h2>
+                        <CounterList />
+                        <Chart />
+                        <MessageList />
+                    </section>
+                </div>
+                <div class="col">
+                    <section class="panel area-timeline" aria-labelledby="timeline-title">
+                        <h2 id="timeline-title">{ s.timeline_title }</h2>
+                        <p class="hint">{ s.timeline_hint }</p>
+                        <Timeline />
+                    </section>
+                    <section class="panel area-transcript" aria-labelledby="transcript-title">
+                        <h2 id="transcript-title">{ s.transcript_title }</h2>
+                        <Transcript />
+                    </section>
+                </div>
             </main>
             <MessageViewer />
             <footer class="foot">{ format!("popgate {}", crate::VERSION) }</footer>

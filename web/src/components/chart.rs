@@ -1,7 +1,7 @@
 //! Throughput as a small inline SVG (no chart library): bars for messages accepted,
 //! a line for sessions opened, per bucket of server time.
 
-use super::clock::use_now;
+use super::clock::use_server_now;
 use super::{use_strings, use_ui};
 use crate::i18n::fill;
 use crate::state::Sample;
@@ -14,8 +14,8 @@ const HEIGHT: u64 = 80;
 pub fn chart() -> Html {
     let ui = use_ui();
     let s = use_strings();
-    let now = use_now();
-    let series = ui.chart.series(now.server);
+    let now = use_server_now();
+    let series = ui.chart.series(now);
     let caption = fill(
         s.chart_caption,
         &[
@@ -63,8 +63,8 @@ pub fn chart() -> Html {
                 <polyline class="sessions-line" points={points} />
             </svg>
             <figcaption>
-                <span class="key key-messages">{ s.chart_title }</span>
-                <span class="key key-sessions">{ s.counter_sessions_total }</span>
+                <span class="legend legend-messages">{ s.chart_title }</span>
+                <span class="legend legend-sessions">{ s.counter_sessions_total }</span>
                 <span class="muted">{ caption }</span>
             </figcaption>
         </figure>

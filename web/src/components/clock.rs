@@ -71,3 +71,14 @@ pub fn clock_provider(props: &ClockProps) -> Html {
 pub fn use_now() -> Now {
     use_context::<Now>().unwrap_or_default()
 }
+
+/// The server's time, never behind the latest event the state has applied. (In the
+/// render that applies a frame, a view may run before the clock context has caught up
+/// with the frame's new anchor; without this a fresh grant would flash a second more
+/// than its time to live.)
+#[hook]
+pub fn use_server_now() -> Millis {
+    let now = use_now();
+    let ui = super::use_ui();
+    now.server.max(ui.dash.now)
+}

@@ -1,7 +1,7 @@
 //! The grant table: address, user, the session that made it, a live countdown to the
 //! exact expiry, messages left, and a revoke button.
 
-use super::clock::use_now;
+use super::clock::use_server_now;
 use super::{use_commands, use_strings, use_ui};
 use crate::format;
 use crate::i18n::fill;
@@ -82,7 +82,7 @@ fn grant_row(props: &RowProps) -> Html {
             </td>
             <td>{ session }</td>
             <Countdown expires={g.expires} />
-            <td class="num" data-testid="grant-messages-left"
+            <td class="num" data-label={s.col_messages_left} data-testid="grant-messages-left"
                 data-value={g.messages_left.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())}
                 data-reserved={g.reserved.to_string()}>
                 { messages }
@@ -108,11 +108,12 @@ struct CountdownProps {
 #[function_component(Countdown)]
 fn countdown(props: &CountdownProps) -> Html {
     let s = use_strings();
-    let now = use_now();
-    let remaining = now.server.until(props.expires).as_millis() as u64;
+    let now = use_server_now();
+    let remaining = now.until(props.expires).as_millis() as u64;
     let title = fill(s.expires_at, &[("at", &format::clock_time(props.expires))]);
     html! {
         <td class={classes!("num", "countdown", (remaining == 0).then_some("expired"))}
+            data-label={s.col_expires_in}
             data-testid="grant-countdown"
             data-expires={props.expires.0.to_string()}
             data-remaining-ms={remaining.to_string()}

@@ -17,7 +17,7 @@ pub mod sessions;
 pub mod timeline;
 pub mod transcript;
 
-use crate::i18n::Strings;
+use crate::i18n::{Lang, Strings};
 use crate::state::{Action, UiState};
 use popgate_core::net::Cidr;
 use serde::Serialize;
@@ -55,10 +55,11 @@ pub struct Commands {
 /// The state the views render, shared through a context.
 pub type Shared = Rc<UiState>;
 
-/// The strings of the current language.
+/// The strings of the current language (the context holds the [`Lang`], which is
+/// cheap to compare when it changes).
 #[hook]
 pub fn use_strings() -> &'static Strings {
-    use_context::<&'static Strings>().unwrap_or(&crate::i18n::EN)
+    use_context::<Lang>().unwrap_or_default().strings()
 }
 
 /// The current state; an empty one outside a provider.

@@ -1,7 +1,7 @@
 //! Sessions, newest first: protocol, peer, user, TLS, state and age. A click opens the
 //! transcript.
 
-use super::clock::use_now;
+use super::clock::use_server_now;
 use super::{use_commands, use_strings, use_ui};
 use crate::format;
 use crate::i18n::Strings;
@@ -142,8 +142,9 @@ struct AgeProps {
 /// How long the session has been open (or was, once closed).
 #[function_component(Age)]
 fn age(props: &AgeProps) -> Html {
-    let now = use_now();
-    let end = props.closed.unwrap_or(now.server);
+    let s = use_strings();
+    let now = use_server_now();
+    let end = props.closed.unwrap_or(now);
     let elapsed = props.opened.until(end).as_millis() as u64;
-    html! { <td class="mono age" data-testid="session-age">{ format::age(elapsed) }</td> }
+    html! { <td class="mono age" data-label={s.col_age} data-testid="session-age">{ format::age(elapsed, s.age_units) }</td> }
 }

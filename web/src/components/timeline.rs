@@ -27,6 +27,20 @@ pub fn refusal(s: &Strings, reason: RelayRefusal) -> &'static str {
     }
 }
 
+/// Why a grant was revoked, in words: core's reason strings
+/// (`popgate_core::grant::reason`) are its wire format; others are shown as sent.
+pub fn revoke_reason<'a>(s: &Strings, reason: &'a str) -> &'a str {
+    use popgate_core::grant::reason;
+    match reason {
+        reason::REVOKED => s.revoked_by_operator,
+        reason::FLUSHED => s.revoked_flushed,
+        reason::USER_REMOVED => s.revoked_user_removed,
+        reason::PASSWORD_CHANGED => s.revoked_password_changed,
+        reason::EVICTED => s.revoked_evicted,
+        other => other,
+    }
+}
+
 /// The stable name of a refusal, for test hooks (`data-reason`).
 pub fn refusal_id(reason: RelayRefusal) -> &'static str {
     match reason {
@@ -53,10 +67,6 @@ pub fn relay_text(s: &Strings, rcpt: &str, decision: &RelayOutcome) -> String {
             &[("rcpt", rcpt), ("reason", refusal(s, *reason))],
         ),
     }
-}
-
-fn left(s: &Strings, n: Option<u32>) -> String {
-    n.map_or_else(|| s.no_limit.to_owned(), |n| n.to_string())
 }
 
 /// The entry's stable kind name (`data-kind`), its text, and the grant it names.
@@ -114,17 +124,16 @@ pub fn describe(s: &Strings, kind: &TimelineKind) -> (&'static str, String, Opti
         ),
         TimelineKind::GrantUsed {
             key, messages_left, ..
-        } => (
-            "grant_used",
-            fill(
-                s.tl_grant_used,
-                &[
-                    ("key", &key.to_string()),
-                    ("left", &left(s, *messages_left)),
-                ],
-            ),
-            Some(*key),
-        ),
+        } => {
+            let text = match messages_left {
+                Some(n) => fill(
+                    s.tl_grant_used,
+                    &[("key", &key.to_string()), ("left", &n.to_string())],
+                ),
+                None => fill(s.tl_grant_used_unlimited, &[("key", &key.to_string())]),
+            };
+            ("grant_used", text, Some(*key))
+        }
         TimelineKind::GrantExpired { key } => (
             "grant_expired",
             fill(s.tl_grant_expired, &[("key", &key.to_string())]),
@@ -134,7 +143,10 @@ pub fn describe(s: &Strings, kind: &TimelineKind) -> (&'static str, String, Opti
             "grant_revoked",
             fill(
                 s.tl_grant_revoked,
-                &[("key", &key.to_string()), ("reason", reason)],
+                &[
+                    ("key", &key.to_string()),
+                    ("reason", revoke_reason(s, reason)),
+                ],
             ),
             Some(*key),
         ),

@@ -70,7 +70,7 @@ fn line(s: &Strings, protocol: Protocol, l: &TranscriptLine) -> Html {
     html! {
         <li class={classes!("line", dir)} data-testid="transcript-line" data-dir={dir}
             title={format::clock_time(l.at)}>
-            <span class="who" aria-label={dir}>{ label }</span>
+            <span class="who">{ label }</span>
             <span class="text">{ body }</span>
         </li>
     }

@@ -263,6 +263,38 @@ fn the_chart_counts_per_bucket_from_the_counters() {
 }
 
 #[test]
+fn the_first_snapshot_fills_the_chart_with_the_history_it_holds() {
+    // A page opened after some mail went through shows it, not an empty chart.
+    let mut source = UiState::default();
+    frames(
+        &mut source,
+        0,
+        vec![
+            snapshot(0, 100_000),
+            opened(1, 100_000, 1, Protocol::Smtp),
+            accepted(2, 101_000, 1, "a"),
+            accepted(3, 112_000, 1, "b"),
+        ],
+    );
+    let mut state = (*source.dash).clone();
+    state.now = Millis(115_000);
+    let mut ui = UiState::default();
+    frames(&mut ui, 0, vec![StreamMessage::Snapshot(state)]);
+    let series = ui.chart.series(Millis(115_000));
+    let tail: Vec<(u64, u64)> = series[series.len() - 2..]
+        .iter()
+        .map(|s| (s.messages, s.sessions))
+        .collect();
+    assert_eq!(tail, vec![(1, 1), (1, 0)]);
+    // Later events count on top, once.
+    frames(&mut ui, 1_000, vec![accepted(4, 116_000, 1, "c")]);
+    assert_eq!(
+        ui.chart.series(Millis(116_000)).last().map(|s| s.messages),
+        Some(2)
+    );
+}
+
+#[test]
 fn message_view_ignores_late_answers() {
     let mut ui = UiState::default();
     ui.apply(Action::OpenMessage("a".into()));
