@@ -53,11 +53,23 @@ impl Tls {
             }
         };
         let acceptor = acceptor(&cert, &key)?;
-        Ok((Tls { cert, key, config: RwLock::new(acceptor) }, generated))
+        Ok((
+            Tls {
+                cert,
+                key,
+                config: RwLock::new(acceptor),
+            },
+            generated,
+        ))
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config.read().unwrap_or_else(|p| p.into_inner()).clone())
+        TlsAcceptor::from(
+            self.config
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 
     /// Re-read the pair (SIGHUP). On error the old pair stays in use.
@@ -96,7 +108,8 @@ fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     if certs.is_empty() {
         bail!("no certificate in {}", cert.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading private key {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading private key {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -109,8 +122,14 @@ fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
 
 /// Generate a self-signed pair (key 0600) and return the line announcing it.
 fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result<String> {
-    let names = vec![hostname.to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names).context("generating a self-signed certificate")?;
+    let names = vec![
+        hostname.to_owned(),
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("generating a self-signed certificate")?;
     let cert_pem = certified.cert.pem();
     let key_pem = certified.signing_key.serialize_pem();
     crate::maildir::write_atomic(key_path, key_pem.as_bytes())
@@ -127,7 +146,11 @@ fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> anyhow::Result
 /// SHA-256 of a DER certificate as colon-separated hex, as `openssl x509 -fingerprint
 /// -sha256` prints it.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]
@@ -146,7 +169,9 @@ mod tests {
         assert_eq!(again, None, "an existing pair is reused, not regenerated");
         tls.reload().expect("reload");
         let key_mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join(GENERATED_KEY)).expect("key").permissions(),
+            &std::fs::metadata(dir.path().join(GENERATED_KEY))
+                .expect("key")
+                .permissions(),
         );
         assert_eq!(key_mode & 0o777, 0o600);
     }

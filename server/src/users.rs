@@ -12,10 +12,10 @@
 //! USER/PASS). A line with a scheme popgate does not know makes that user unable to log
 //! in, with a warning at load; it never stops the server.
 
-use popgate_core::sasl::Credentials;
 use anyhow::{Context, anyhow, bail};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use popgate_core::sasl::Credentials;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -170,17 +170,40 @@ impl UserDb {
     /// stored with the PLAIN scheme; for everyone else they fail like a wrong password.
     pub fn verify_credentials(&self, credentials: &Credentials) -> Verify {
         let (user, expected, digest) = match credentials {
-            Credentials::Password { user, password, .. } => return self.verify(user, password.expose()),
-            Credentials::CramMd5 { user, challenge, digest } => {
-                (user, self.plaintext(user).map(|secret| cram_md5_hex(&secret, challenge)), digest)
+            Credentials::Password { user, password, .. } => {
+                return self.verify(user, password.expose());
             }
-            Credentials::Apop { user, timestamp, digest } => {
-                (user, self.plaintext(user).map(|secret| apop_hex(timestamp, &secret)), digest)
-            }
+            Credentials::CramMd5 {
+                user,
+                challenge,
+                digest,
+            } => (
+                user,
+                self.plaintext(user)
+                    .map(|secret| cram_md5_hex(&secret, challenge)),
+                digest,
+            ),
+            Credentials::Apop {
+                user,
+                timestamp,
+                digest,
+            } => (
+                user,
+                self.plaintext(user)
+                    .map(|secret| apop_hex(timestamp, &secret)),
+                digest,
+            ),
         };
         match expected {
-            Some(expected) if constant_time_eq(expected.as_bytes(), digest.to_ascii_lowercase().as_bytes()) => {
-                Verify::Ok { user: self.canonical(user) }
+            Some(expected)
+                if constant_time_eq(
+                    expected.as_bytes(),
+                    digest.to_ascii_lowercase().as_bytes(),
+                ) =>
+            {
+                Verify::Ok {
+                    user: self.canonical(user),
+                }
             }
             _ => Verify::Bad,
         }
@@ -719,13 +742,21 @@ mod credential_tests {
     fn cram_md5_matches_rfc2195_example() {
         // RFC 2195 §2: user tim, secret tanstaaftanstaaf.
         let challenge = "<1896.697170952@postoffice.reston.mci.net>";
-        assert_eq!(cram_md5_hex("tanstaaftanstaaf", challenge), "b913a602c7eda7a495b4e6e7334d3890");
+        assert_eq!(
+            cram_md5_hex("tanstaaftanstaaf", challenge),
+            "b913a602c7eda7a495b4e6e7334d3890"
+        );
         let good = Credentials::CramMd5 {
             user: "tim".into(),
             challenge: challenge.into(),
             digest: "b913a602c7eda7a495b4e6e7334d3890".into(),
         };
-        assert_eq!(db().verify_credentials(&good), Verify::Ok { user: "tim@example.test".into() });
+        assert_eq!(
+            db().verify_credentials(&good),
+            Verify::Ok {
+                user: "tim@example.test".into()
+            }
+        );
         let bad = Credentials::CramMd5 {
             user: "tim".into(),
             challenge: challenge.into(),
@@ -739,8 +770,17 @@ mod credential_tests {
         // RFC 1939 §7: mrose, secret tanstaaf.
         let ts = "<1896.697170952@dbc.mtview.ca.us>";
         assert_eq!(apop_hex(ts, "tanstaaf"), "c4c9334bac560ecc979e58001b3e22fb");
-        let ok = Credentials::Apop { user: "mrose".into(), timestamp: ts.into(), digest: "c4c9334bac560ecc979e58001b3e22fb".into() };
-        assert_eq!(db().verify_credentials(&ok), Verify::Ok { user: "mrose@example.test".into() });
+        let ok = Credentials::Apop {
+            user: "mrose".into(),
+            timestamp: ts.into(),
+            digest: "c4c9334bac560ecc979e58001b3e22fb".into(),
+        };
+        assert_eq!(
+            db().verify_credentials(&ok),
+            Verify::Ok {
+                user: "mrose@example.test".into()
+            }
+        );
     }
 
     #[test]
@@ -752,6 +792,11 @@ mod credential_tests {
         };
         assert_eq!(db().verify_credentials(&c), Verify::Bad);
         let p = Credentials::password("PLAIN", None, "hashed", Secret::new("Hello world!"));
-        assert_eq!(db().verify_credentials(&p), Verify::Ok { user: "hashed@example.test".into() });
+        assert_eq!(
+            db().verify_credentials(&p),
+            Verify::Ok {
+                user: "hashed@example.test".into()
+            }
+        );
     }
 }

@@ -13,7 +13,12 @@ use popgate_core::{Event, SessionId};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub async fn authenticate(shared: &Arc<Shared>, peer: SocketAddr, id: SessionId, credentials: Credentials) -> AuthResult {
+pub async fn authenticate(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    id: SessionId,
+    credentials: Credentials,
+) -> AuthResult {
     let db = shared.users();
     // Password hashing is deliberately slow: keep it off the IO threads.
     let verdict = tokio::task::spawn_blocking(move || db.verify_credentials(&credentials)).await;
@@ -26,13 +31,24 @@ pub async fn authenticate(shared: &Arc<Shared>, peer: SocketAddr, id: SessionId,
         Ok(Verify::Bad) => {
             let (delay, failures, blocked) = shared.with_throttle(|t| {
                 let delay = t.failure(now, peer.ip());
-                (delay, t.pending(now, peer.ip()), t.is_blocked(now, peer.ip()))
+                (
+                    delay,
+                    t.pending(now, peer.ip()),
+                    t.is_blocked(now, peer.ip()),
+                )
             });
             let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-            let publish = |kind| shared.events.publish(Event::new(now, Some(id), kind), Some(peer));
+            let publish = |kind| {
+                shared
+                    .events
+                    .publish(Event::new(now, Some(id), kind), Some(peer))
+            };
             publish(EventKind::LoginDelayed { delay_ms, failures });
             if blocked && failures == shared.config.auth.block_after {
-                publish(EventKind::AddressBlocked { address: peer.ip().to_string(), failures });
+                publish(EventKind::AddressBlocked {
+                    address: peer.ip().to_string(),
+                    failures,
+                });
             }
             AuthResult::Failed { delay }
         }
