@@ -65,9 +65,12 @@ pub fn message_viewer() -> Html {
         ),
     };
     html! {
-        <div class="overlay" role="dialog" aria-modal="true" aria-labelledby="message-title">
+        <div class="overlay" role="dialog" aria-modal="true" aria-labelledby="message-title"
+            onclick={close.clone()}>
+            // A click inside the message is not a click on the backdrop.
             <section id="message-view" class="message-view" data-testid="message-view"
-                data-message-id={view.id.clone()} data-state={state}>
+                data-message-id={view.id.clone()} data-state={state}
+                onclick={|e: MouseEvent| e.stop_propagation()}>
                 <header>
                     <h2 id="message-title">{ s.message_title }<span class="mono">{ format!(" {}", view.id) }</span></h2>
                     <button type="button" class="icon" onclick={close} aria-label={s.close}

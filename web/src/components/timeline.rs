@@ -227,19 +227,18 @@ pub fn timeline() -> Html {
     let ui = use_ui();
     let s = use_strings();
     let highlight = use_state(|| None::<Cidr>);
+    // Stable while the highlight is unchanged, so unchanged entries skip re-rendering.
+    let on_key = use_callback(highlight.clone(), |key: Cidr, highlight| {
+        // A second click on the same address clears the highlight.
+        highlight.set((**highlight != Some(key)).then_some(key));
+    });
     if ui.dash.timeline.is_empty() {
         return html! { <p class="empty" data-testid="timeline-empty">{ s.timeline_empty }</p> };
     }
     let linked = highlight
         .map(|key| linked_sessions(&ui.dash.timeline, key))
         .unwrap_or_default();
-    let on_key = {
-        let highlight = highlight.clone();
-        Callback::from(move |key: Cidr| {
-            // A second click on the same address clears the highlight.
-            highlight.set((*highlight != Some(key)).then_some(key));
-        })
-    };
+    // Entries are keyed by `seq`: every source numbers its events (core's contract).
     html! {
         <ol id="timeline" class="timeline" data-testid="timeline"
             data-highlight={highlight.map(|k| k.to_string()).unwrap_or_default()}>
@@ -248,7 +247,13 @@ pub fn timeline() -> Html {
                 let lit = highlight.is_some()
                     && (key.is_some() && key == *highlight
                         || e.session.is_some_and(|id| linked.contains(&id)));
-                html! { <Entry key={e.seq} entry={e.clone()} lit={lit} on_key={on_key.clone()} /> }
+                let session = e.session.map(|id| match ui.dash.sessions.get(&id) {
+                    Some(v) => format!("#{id} {} {}", v.protocol.name(), v.peer),
+                    None => format!("#{id}"),
+                });
+                html! {
+                    <Entry key={e.seq} entry={e.clone()} {session} {lit} on_key={on_key.clone()} />
+                }
             }) }
         </ol>
     }
@@ -257,13 +262,14 @@ pub fn timeline() -> Html {
 #[derive(Properties, PartialEq)]
 struct EntryProps {
     entry: TimelineEntry,
+    /// The label of the entry's session chip (`#3 pop3 192.0.2.7:41000`).
+    session: Option<String>,
     lit: bool,
     on_key: Callback<Cidr>,
 }
 
 #[function_component(Entry)]
 fn entry(props: &EntryProps) -> Html {
-    let ui = use_ui();
     let s = use_strings();
     let commands = use_commands();
     let e = &props.entry;
@@ -277,13 +283,10 @@ fn entry(props: &EntryProps) -> Html {
                 data-session={id.to_string()}>{ label }</button>
         }
     };
-    let own = e.session.map(|id| {
-        let label = match ui.dash.sessions.get(&id) {
-            Some(v) => format!("#{id} {} {}", v.protocol.name(), v.peer),
-            None => format!("#{id}"),
-        };
-        session_chip(id, "timeline-session", label)
-    });
+    let own = e
+        .session
+        .zip(props.session.clone())
+        .map(|(id, label)| session_chip(id, "timeline-session", label));
     let (reason, granting) = match &e.kind {
         TimelineKind::RelayDenied { reason, .. } => (Some(refusal_id(*reason)), None),
         TimelineKind::RelayAllowed {
