@@ -274,7 +274,14 @@ fn queue(action: &QueueCommand, config: &Config, out: &mut impl Write) -> anyhow
             writeln!(out)?;
             out.write_all(&message)?;
         }
-        QueueCommand::Retry { .. } => return Err(NotAvailable("queue retry (delivery)").into()),
+        // The running server lists the queue every second (delivery::SCAN_INTERVAL)
+        // and picks the entry up then.
+        QueueCommand::Retry { id } => {
+            if !open()?.retry_now(id)? {
+                bail!("no queued message {id}");
+            }
+            writeln!(out, "{id}: due now")?;
+        }
         QueueCommand::Delete { id } => {
             if !open()?.delete(id)? {
                 bail!("no queued message {id}");

@@ -51,6 +51,17 @@ pub mod defaults {
     pub const AUTH_FAILURE_DELAY_MAX_MS: u64 = 15_000;
     pub const AUTH_BLOCK_AFTER: u32 = 10;
     pub const AUTH_MAX_FAILURES_PER_SESSION: u32 = 3;
+    /// RFC 5321 §4.5.4.1: retry after at least 30 minutes is the classic advice;
+    /// modern MTAs start sooner and back off (Postfix: 5m, growing to 4000s).
+    pub const RELAY_RETRY: [&str; 4] = ["1m", "5m", "15m", "1h"];
+    /// RFC 5321 §4.5.4.1: give up after at least 4-5 days.
+    pub const RELAY_MAX_AGE_SECS: u64 = 5 * 24 * 3600;
+    /// RFC 5321 §4.5.3.2: 5 minutes for most replies.
+    pub const RELAY_TIMEOUT_SECS: u64 = 5 * 60;
+    pub const RELAY_MAX_CONCURRENCY: usize = 20;
+    pub const RELAY_MAX_PER_DESTINATION: usize = 4;
+    /// RFC 5321 §4.5.4.2: port 25 for MX hosts.
+    pub const RELAY_MX_PORT: u16 = 25;
 }
 
 /// The whole configuration, resolved: paths are absolute (or relative to the working
@@ -230,9 +241,44 @@ pub enum RelayMethod {
     Auth,
 }
 
+/// `[relay] mode`: what happens to relayed mail once queued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// Deliver to the next hop (transport map, smarthost or MX).
+    #[default]
+    Deliver,
+    /// Keep relayed mail in the queue for viewing, never deliver it (for developers
+    /// testing mail code).
+    Capture,
+}
+
 /// `[relay]` and `[relay.policy]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelaySettings {
+    pub mode: RelayMode,
+    /// SMTP AUTH (PLAIN, only inside TLS) at the smarthost; empty: no AUTH.
+    pub smarthost_user: String,
+    pub smarthost_password: String,
+    /// Refuse to deliver to the smarthost without TLS.
+    pub smarthost_require_tls: bool,
+    /// Recipient domains whose next hop must offer STARTTLS (otherwise the message
+    /// waits and retries); `"*"` is every domain.
+    pub require_tls: Vec<String>,
+    /// The DNS server for MX and address lookups; `None`: the system's.
+    pub resolver: Option<SocketAddr>,
+    /// The port of hosts found by MX (or A/AAAA) lookup.
+    pub mx_port: u16,
+    /// Waits between attempts; the last repeats until `max_age`.
+    pub retry: Vec<Duration>,
+    /// A message still undelivered this long after it was queued is bounced.
+    pub max_age: Duration,
+    /// How long to wait for a connection or each reply of the next hop.
+    pub timeout: Duration,
+    /// Delivery connections open at once, at most.
+    pub max_concurrency: usize,
+    /// Delivery connections to one destination at once, at most.
+    pub max_per_destination: usize,
     /// "host:port"; empty: MX lookup.
     pub smarthost: String,
     /// Per-domain next hop (lowercased domain to "host:port"); wins over smarthost and MX.
@@ -247,6 +293,21 @@ pub struct RelaySettings {
 impl Default for RelaySettings {
     fn default() -> RelaySettings {
         RelaySettings {
+            mode: RelayMode::Deliver,
+            smarthost_user: String::new(),
+            smarthost_password: String::new(),
+            smarthost_require_tls: false,
+            require_tls: Vec::new(),
+            resolver: None,
+            mx_port: defaults::RELAY_MX_PORT,
+            retry: defaults::RELAY_RETRY
+                .iter()
+                .filter_map(|d| humantime::parse_duration(d).ok())
+                .collect(),
+            max_age: Duration::from_secs(defaults::RELAY_MAX_AGE_SECS),
+            timeout: Duration::from_secs(defaults::RELAY_TIMEOUT_SECS),
+            max_concurrency: defaults::RELAY_MAX_CONCURRENCY,
+            max_per_destination: defaults::RELAY_MAX_PER_DESTINATION,
             smarthost: String::new(),
             transport: BTreeMap::new(),
             trusted_networks: Vec::new(),
@@ -438,6 +499,18 @@ impl Config {
             auth: raw.auth,
             tls,
             relay: RelaySettings {
+                mode: raw.relay.mode,
+                smarthost_user: raw.relay.smarthost_user,
+                smarthost_password: raw.relay.smarthost_password,
+                smarthost_require_tls: raw.relay.smarthost_require_tls,
+                require_tls: raw.relay.require_tls.into_iter().map(|d| d.0).collect(),
+                resolver: raw.relay.resolver,
+                mx_port: raw.relay.mx_port,
+                retry: raw.relay.retry,
+                max_age: raw.relay.max_age,
+                timeout: raw.relay.timeout,
+                max_concurrency: raw.relay.max_concurrency,
+                max_per_destination: raw.relay.max_per_destination,
                 smarthost: raw.relay.smarthost,
                 transport: raw.relay.transport,
                 trusted_networks: raw.relay.trusted_networks,
@@ -457,6 +530,16 @@ impl Config {
         if self.limits.max_connections == 0 {
             bail!(
                 "key `limits.max_connections`: 0 would refuse every connection; expected at least 1"
+            );
+        }
+        if self.relay.max_concurrency == 0 || self.relay.max_per_destination == 0 {
+            bail!(
+                "key `relay.max_concurrency`/`relay.max_per_destination`: 0 would never deliver; expected at least 1"
+            );
+        }
+        if self.relay.smarthost_user.is_empty() != self.relay.smarthost_password.is_empty() {
+            bail!(
+                "key `relay.smarthost_user`/`relay.smarthost_password`: expected both or neither"
             );
         }
         if let Some(addr) = self.listen.http
@@ -567,6 +650,22 @@ struct FileRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileRelay {
+    mode: RelayMode,
+    smarthost_user: String,
+    smarthost_password: String,
+    smarthost_require_tls: bool,
+    require_tls: Vec<TlsDomain>,
+    #[serde(deserialize_with = "de_opt_addr")]
+    resolver: Option<SocketAddr>,
+    mx_port: u16,
+    #[serde(deserialize_with = "de_retry")]
+    retry: Vec<Duration>,
+    #[serde(deserialize_with = "de_duration")]
+    max_age: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    timeout: Duration,
+    max_concurrency: usize,
+    max_per_destination: usize,
     #[serde(deserialize_with = "de_host_port_or_empty")]
     smarthost: String,
     #[serde(deserialize_with = "de_transport")]
@@ -579,6 +678,18 @@ impl Default for FileRelay {
     fn default() -> FileRelay {
         let d = RelaySettings::default();
         FileRelay {
+            mode: d.mode,
+            smarthost_user: d.smarthost_user,
+            smarthost_password: d.smarthost_password,
+            smarthost_require_tls: d.smarthost_require_tls,
+            require_tls: Vec::new(),
+            resolver: d.resolver,
+            mx_port: d.mx_port,
+            retry: d.retry,
+            max_age: d.max_age,
+            timeout: d.timeout,
+            max_concurrency: d.max_concurrency,
+            max_per_destination: d.max_per_destination,
             smarthost: d.smarthost,
             transport: d.transport,
             trusted_networks: d.trusted_networks,
@@ -741,6 +852,43 @@ fn de_transport<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Str
     Ok(raw.into_iter().map(|(k, v)| (k.0, v.0)).collect())
 }
 
+fn de_retry<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Duration>, D::Error> {
+    let list = Vec::<String>::deserialize(de)?;
+    if list.is_empty() {
+        return Err(D::Error::custom(
+            "an empty retry schedule; expected waits such as [\"1m\", \"5m\", \"1h\"]",
+        ));
+    }
+    list.iter()
+        .map(|s| {
+            humantime::parse_duration(s).map_err(|e| {
+                D::Error::custom(format!(
+                    "{s:?} is not a duration ({e}); expected waits such as [\"1m\", \"5m\", \"1h\"]"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A `[relay] require_tls` entry: a domain, or `"*"` for every domain.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct TlsDomain(String);
+
+impl TryFrom<String> for TlsDomain {
+    type Error = String;
+    fn try_from(s: String) -> Result<TlsDomain, String> {
+        let d = s.trim_end_matches('.').to_ascii_lowercase();
+        if d == "*" || is_domain(&d) {
+            Ok(TlsDomain(d))
+        } else {
+            Err(format!(
+                "{s:?} is not a domain name; expected names such as \"partner.test\" or \"*\""
+            ))
+        }
+    }
+}
+
 /// A `[relay.transport]` key: a domain, lowercased, without a trailing dot.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
@@ -792,6 +940,63 @@ mod tests {
 
     fn local(port: u16) -> Option<SocketAddr> {
         Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+
+    #[test]
+    fn relay_delivery_settings() {
+        let c = Config::embedded();
+        assert_eq!(c.relay.mode, RelayMode::Deliver);
+        assert_eq!(c.relay.retry[0], Duration::from_secs(60));
+        assert_eq!(c.relay.retry.len(), 4);
+        assert_eq!(c.relay.max_age, Duration::from_secs(5 * 24 * 3600));
+        assert_eq!(c.relay.max_concurrency, 20);
+        assert_eq!(c.relay.max_per_destination, 4);
+        let c = parse(
+            "[relay]\nmode = \"capture\"\nresolver = \"127.0.0.1:5353\"\nretry = [\"10ms\", \"1s\"]\n\
+             max_age = \"2s\"\ntimeout = \"500ms\"\nmx_port = 2525\nrequire_tls = [\"Partner.test\", \"*\"]\n",
+        )
+        .expect("relay settings");
+        assert_eq!(c.relay.mode, RelayMode::Capture);
+        assert_eq!(
+            c.relay.resolver,
+            Some("127.0.0.1:5353".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.relay.retry,
+            vec![Duration::from_millis(10), Duration::from_secs(1)]
+        );
+        assert_eq!(c.relay.timeout, Duration::from_millis(500));
+        assert_eq!(c.relay.mx_port, 2525);
+        assert_eq!(c.relay.require_tls, vec!["partner.test", "*"]);
+        for (text, wants) in [
+            ("[relay]\nmode = \"send\"\n", &["relay.mode", "line 2"][..]),
+            (
+                "[relay]\nretry = []\n",
+                &["relay.retry", "line 2", "empty retry"][..],
+            ),
+            (
+                "[relay]\nretry = [\"soon\"]\n",
+                &["relay.retry", "line 2", "not a duration"][..],
+            ),
+            (
+                "[relay]\nresolver = \"dns\"\n",
+                &["relay.resolver", "line 2"][..],
+            ),
+            (
+                "[relay]\nmax_concurrency = 0\n",
+                &["relay.max_concurrency"][..],
+            ),
+            (
+                "[relay]\nsmarthost_user = \"u\"\n",
+                &["relay.smarthost_password"][..],
+            ),
+            ("[relay]\nretries = [\"1m\"]\n", &["retries", "line 2"][..]),
+        ] {
+            let e = format!("{:#}", parse(text).expect_err(text));
+            for want in wants {
+                assert!(e.contains(want), "{text:?}: {want:?} not in {e}");
+            }
+        }
     }
 
     #[test]

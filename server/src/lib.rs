@@ -8,6 +8,7 @@
 //! * [`aliases`]: the aliases file.
 //! * [`maildir`]: Maildir delivery and POP3 maildrops, with per-maildrop locks.
 //! * [`queue`]: the durable outbound queue for relayed mail.
+//! * [`delivery`]: the queue runner: routing, the SMTP client's IO, retries, bounces.
 //! * [`demo`]: first-run demo users and their credentials file.
 //! * [`tls`]: certificates (configured or generated), the rustls acceptor, reload.
 //! * [`serve`]: listeners, the per-connection drivers of core sessions, shutdown.
@@ -15,6 +16,7 @@
 pub mod aliases;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod maildir;
 pub mod queue;

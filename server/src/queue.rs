@@ -29,6 +29,95 @@ pub struct QueueEntry {
     /// Octets of the stored message.
     pub size: u64,
     pub queued_at_unix_ms: u64,
+    /// Delivery attempts so far, oldest first (at most [`MAX_ATTEMPTS_KEPT`]).
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Delivery rounds so far (the history in `attempts` is bounded; this is not).
+    #[serde(default)]
+    pub attempt_count: u32,
+    /// When the queue runner tries again; 0: as soon as it sees the entry.
+    #[serde(default)]
+    pub next_attempt_at_unix_ms: u64,
+    /// Per-recipient state, in `recipients` order; empty: every recipient pending.
+    #[serde(default)]
+    pub states: Vec<RecipientState>,
+}
+
+/// Attempts kept in an envelope; older ones are dropped (their count stays in
+/// `QueueEntry::attempt_count`).
+pub const MAX_ATTEMPTS_KEPT: usize = 20;
+
+/// One delivery attempt, as shown by `popgate queue show` and `/api/queue`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at_unix_ms: u64,
+    /// The next hop tried (`host:port`), or the route that failed before connecting.
+    pub host: String,
+    /// What happened, one line.
+    pub result: String,
+}
+
+/// Where one recipient stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientStatus {
+    /// Not delivered yet; tried again at `next_attempt_at_unix_ms`.
+    #[default]
+    Pending,
+    /// The next hop answered the end of data with 250.
+    Delivered,
+    /// Given up on; the bounce is not durable yet.
+    Failed,
+    /// Given up on and the bounce is durable (or none was due: a null sender).
+    Bounced,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    pub rcpt: String,
+    pub status: RecipientStatus,
+    /// RFC 3463 status of the last result (empty before any).
+    #[serde(default)]
+    pub status_code: String,
+    /// The last result in words (the next hop's reply when it gave one).
+    #[serde(default)]
+    pub detail: String,
+    /// The next hop's reply, for the DSN's Diagnostic-Code.
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// The host that answered, for the DSN's Remote-MTA.
+    #[serde(default)]
+    pub remote_mta: Option<String>,
+}
+
+impl QueueEntry {
+    /// Every recipient's state, pending ones filled in for an envelope that has none.
+    pub fn recipient_states(&self) -> Vec<RecipientState> {
+        self.recipients
+            .iter()
+            .enumerate()
+            .map(|(i, rcpt)| match self.states.get(i) {
+                Some(state) if state.rcpt == *rcpt => state.clone(),
+                _ => RecipientState {
+                    rcpt: rcpt.clone(),
+                    status: RecipientStatus::Pending,
+                    status_code: String::new(),
+                    detail: String::new(),
+                    reply: None,
+                    remote_mta: None,
+                },
+            })
+            .collect()
+    }
+
+    /// Record an attempt, keeping the newest [`MAX_ATTEMPTS_KEPT`].
+    pub fn push_attempt(&mut self, attempt: Attempt) {
+        self.attempts.push(attempt);
+        if self.attempts.len() > MAX_ATTEMPTS_KEPT {
+            let extra = self.attempts.len() - MAX_ATTEMPTS_KEPT;
+            self.attempts.drain(..extra);
+        }
+    }
 }
 
 impl Queue {
@@ -72,6 +161,10 @@ impl Queue {
             recipients: recipients.to_vec(),
             size: message.len() as u64,
             queued_at_unix_ms,
+            attempts: Vec::new(),
+            attempt_count: 0,
+            next_attempt_at_unix_ms: 0,
+            states: Vec::new(),
         };
         let envelope = serde_json::to_vec_pretty(&entry).map_err(io::Error::other)?;
         crate::maildir::write_atomic(&self.path(&id, MESSAGE), message)?;
@@ -134,6 +227,29 @@ impl Queue {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Rewrite the envelope of an existing entry (attempts, schedule, recipient
+    /// states), atomically; `Ok(false)` when the entry is gone (deleted meanwhile),
+    /// so a delivery never brings back an entry an operator removed.
+    pub fn update(&self, entry: &QueueEntry) -> io::Result<bool> {
+        check_id(&entry.id)?;
+        let path = self.path(&entry.id, ENVELOPE);
+        if !path.exists() {
+            return Ok(false);
+        }
+        let envelope = serde_json::to_vec_pretty(entry).map_err(io::Error::other)?;
+        crate::maildir::write_atomic(&path, &envelope)?;
+        Ok(true)
+    }
+
+    /// Make an entry due now (`popgate queue retry`); `Ok(false)` when there is none.
+    pub fn retry_now(&self, id: &str) -> io::Result<bool> {
+        let Some(mut entry) = self.entry(id)? else {
+            return Ok(false);
+        };
+        entry.next_attempt_at_unix_ms = 0;
+        self.update(&entry)
     }
 
     /// Remove an entry; `Ok(false)` when there was none.
@@ -229,6 +345,49 @@ mod tests {
             q.list().expect("list").is_empty(),
             "unreadable envelope skipped"
         );
+    }
+
+    #[test]
+    fn update_and_retry_keep_the_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = Queue::open(dir.path()).expect("open");
+        let id = q
+            .enqueue("A1.3.1", "a@b.test", &["c@d.test".to_owned()], b"x")
+            .expect("enqueue");
+        let mut e = q.entry(&id).expect("entry").expect("exists");
+        assert_eq!(e.recipient_states()[0].status, RecipientStatus::Pending);
+        for n in 0..25 {
+            e.push_attempt(Attempt {
+                at_unix_ms: n,
+                host: "h:25".into(),
+                result: "451".into(),
+            });
+        }
+        assert_eq!(e.attempts.len(), MAX_ATTEMPTS_KEPT);
+        assert_eq!(e.attempts[0].at_unix_ms, 5);
+        e.next_attempt_at_unix_ms = 99;
+        assert!(q.update(&e).expect("update"));
+        assert_eq!(q.entry(&id).expect("entry"), Some(e.clone()));
+        assert!(q.retry_now(&id).expect("retry"));
+        assert_eq!(
+            q.entry(&id)
+                .expect("entry")
+                .map(|e| e.next_attempt_at_unix_ms),
+            Some(0)
+        );
+        assert!(q.delete(&id).expect("delete"));
+        assert!(
+            !q.update(&e).expect("update"),
+            "a deleted entry stays deleted"
+        );
+        assert!(!q.retry_now(&id).expect("retry"));
+        // An envelope written before these fields existed still reads.
+        fs::write(
+            dir.path().join("OLD.1.1.json"),
+            br#"{"id":"OLD.1.1","from":"","recipients":["x@y.test"],"size":1,"queued_at_unix_ms":5}"#,
+        )
+        .expect("old envelope");
+        assert_eq!(q.list().expect("list").len(), 1);
     }
 
     #[test]

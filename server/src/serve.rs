@@ -106,6 +106,7 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     tracing::info!(http = ?http_addr, "popgate ready");
 
     tokio::spawn(state::purge_grants(shared.clone(), shutdown_rx.clone()));
+    tokio::spawn(crate::delivery::run(shared.clone(), shutdown_rx.clone()));
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(shared.clone(), shutdown_rx.clone()));
 

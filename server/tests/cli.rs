@@ -186,8 +186,10 @@ fn usage_errors_and_unavailable_commands_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not available yet"), "{}", stderr(&o));
 
+    // `queue retry` works now: a missing entry is an ordinary error.
     let o = s.run(&["queue", "retry", "1"], "");
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no queued message 1"), "{}", stderr(&o));
 }
 
 #[test]
@@ -222,6 +224,17 @@ fn queue_list_show_delete() {
         stdout(&o).ends_with("\n\nSubject: hi\r\n\r\nhello\r\n"),
         "{}",
         stdout(&o)
+    );
+
+    let mut e = queue.entry(&id).expect("entry").expect("queued");
+    e.next_attempt_at_unix_ms = u64::MAX;
+    assert!(queue.update(&e).expect("update"));
+    let o = s.run(&["queue", "retry", &id], "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        queue.entry(&id).expect("entry").map(|e| e.next_attempt_at_unix_ms),
+        Some(0),
+        "due now"
     );
 
     let o = s.run(&["queue", "delete", &id], "");

@@ -156,6 +156,10 @@ pub struct Setup {
     /// Raw passwd-file lines appended to `<data_dir>/users` after the users above
     /// (e.g. `user@example.test:{PLAIN}secret` for APOP).
     pub user_lines: Vec<String>,
+    /// Lines added inside the generated `[relay]` table. Without a `mode` line the
+    /// harness writes `mode = "capture"`, so suites that only check what was queued
+    /// never depend on DNS or a next hop.
+    pub relay_toml: String,
 }
 
 impl Default for Setup {
@@ -169,6 +173,7 @@ impl Default for Setup {
             extra_toml: String::new(),
             grant_toml: String::new(),
             user_lines: Vec::new(),
+            relay_toml: String::new(),
         }
     }
 }
@@ -209,6 +214,13 @@ impl Setup {
         self
     }
 
+    /// Lines inside the `[relay]` table, e.g. `mode = "deliver"`.
+    pub fn relay_settings(mut self, lines: &str) -> Self {
+        self.relay_toml.push_str(lines);
+        self.relay_toml.push('\n');
+        self
+    }
+
     /// A raw line of the users file, written as is.
     pub fn user_line(mut self, line: &str) -> Self {
         self.user_lines.push(line.into());
@@ -237,6 +249,14 @@ impl Setup {
             "\n[grant]\nttl = \"{}\"\nmax_messages = {}\n{}\n[relay]\ntrusted_networks = []\n",
             self.ttl, self.max_messages, self.grant_toml
         ));
+        if !self
+            .relay_toml
+            .lines()
+            .any(|l| l.trim_start().starts_with("mode"))
+        {
+            toml.push_str("mode = \"capture\"\n");
+        }
+        toml.push_str(&self.relay_toml);
         toml.push_str(&self.extra_toml);
         toml
     }
@@ -635,6 +655,20 @@ impl Server {
                 .arg(format!("-{signal}"))
                 .arg(self.pid.to_string()),
         );
+    }
+
+    /// SIGKILL popgate (no shutdown of any kind) and start it again on the same
+    /// config and data folder; listeners get new ports.
+    pub fn crash_and_restart(&mut self) {
+        self.signal("KILL");
+        self.wait_exit();
+        let dir = std::mem::replace(
+            &mut self.dir,
+            tempfile::tempdir().expect("a placeholder folder"),
+        );
+        let fresh = Server::spawn(dir, self.config.clone(), self.data.clone());
+        // The old value has exited, so dropping it only removes the placeholder.
+        drop(std::mem::replace(self, fresh));
     }
 
     /// Wait for the process to exit, at most [`READY_DEADLINE`]; panics if it does not.
