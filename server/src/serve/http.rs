@@ -84,10 +84,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/messages/{id}", get(message))
         .route("/api/events", get(ws::handler))
         .route("/metrics", get(metrics::handler))
-        .route("/api/queue", get({
-            let shared = shared.clone();
-            move || crate::delivery::api::list(shared.clone())
-        }))
+        .route(
+            "/api/queue",
+            get({
+                let shared = shared.clone();
+                move || crate::delivery::api::list(shared.clone())
+            }),
+        )
         // An unknown API path is a JSON 404 (behind the token too), not the web app.
         .route("/api/{*rest}", any(no_such_route))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
