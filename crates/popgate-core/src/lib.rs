@@ -24,6 +24,8 @@
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 //! * [`smtp_client`]: the SMTP client that delivers relayed mail to the next hop.
 //! * [`dsn`]: delivery status notifications (RFC 3464 bounces).
+//! * [`sim`]: the explainer's simulator: these sessions and the grant table against an
+//!   in-memory backend on a virtual clock, and scenarios as data.
 
 pub mod dashboard;
 pub mod driver;
@@ -36,6 +38,7 @@ pub mod pop3;
 pub mod relay;
 pub mod reply;
 pub mod sasl;
+pub mod sim;
 pub mod smtp;
 pub mod smtp_client;
 pub mod throttle;
