@@ -10,7 +10,7 @@
 //! * [`Simulator`]: connections from scripted clients, the virtual clock, outputs.
 //! * [`backend`]: users, maildrops, the outbound queue, the grant table, the
 //!   login-failure throttle, all in memory.
-//! * [`scenario`]: scenarios as data (versioned JSON shipped in the crate).
+//! * [`scenario`](mod@scenario): scenarios as data (versioned JSON shipped in the crate).
 //! * [`player`]: a scenario plus a simulator plus a position: step, seek, replay.
 //!
 //! # Calling contract

@@ -117,7 +117,7 @@ impl Player {
         let mut scenario = self.scenario.clone();
         scenario.steps.truncate(self.position);
         scenario.steps.push(step);
-        scenario.validate()?;
+        scenario.check_names()?;
         self.scenario = scenario;
         Ok(self.step_forward())
     }

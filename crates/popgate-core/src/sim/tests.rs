@@ -740,3 +740,80 @@ fn send_steps_end_every_line_with_crlf() {
         b"a\r\n\r\nb\r\n.\r\n"
     );
 }
+
+#[test]
+fn lines_sent_during_a_login_delay_wait_their_turn() {
+    let mut sim = user_sim();
+    let pop = sim.connect(ip("198.51.100.23"), Endpoint::Pop3);
+    send(&mut sim, pop, "USER taro@example.test");
+    send(&mut sim, pop, "PASS wrong");
+    send(&mut sim, pop, "QUIT");
+    let out = sim.drain();
+    assert_eq!(wire(&out).last(), Some(&(1, "C: QUIT".to_owned())));
+    assert!(sim.is_open(pop));
+    sim.advance(Duration::from_millis(1999));
+    assert!(sim.drain().is_empty(), "the delay is not over");
+    sim.advance(Duration::from_millis(1));
+    let out = sim.drain();
+    assert_eq!(
+        wire(&out),
+        vec![
+            (1, "S: -ERR [AUTH] Authentication failed".into()),
+            (1, "S: +OK popgate signing off".into()),
+        ]
+    );
+    assert!(!sim.is_open(pop));
+}
+
+#[test]
+fn plaintext_pipelined_after_starttls_is_never_executed() {
+    let mut sim = user_sim();
+    let sub = sim.connect(ip("198.51.100.23"), Endpoint::Submission);
+    send(&mut sim, sub, "EHLO laptop.example.net");
+    // RFC 3207 §4 / CVE-2011-0411: the AUTH rides in the same packet as STARTTLS.
+    sim.send(
+        sub,
+        b"STARTTLS\r\nAUTH PLAIN AHRhcm9AZXhhbXBsZS50ZXN0AGtpdHN1bmUtNw==\r\n",
+    );
+    let out = sim.drain();
+    let kinds: Vec<&EventKind> = events(&out).into_iter().map(|e| &e.kind).collect();
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::TlsStarted { .. }))
+    );
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::AuthSucceeded { .. }))
+    );
+    // Inside TLS the session starts over: MAIL before EHLO and AUTH is refused.
+    send(&mut sim, sub, "EHLO laptop.example.net");
+    send(&mut sim, sub, "MAIL FROM:<taro@example.test>");
+    let out = sim.drain();
+    assert!(reply_to(&out, 1, "MAIL FROM:<taro@example.test>").starts_with("530 5.7.0"));
+}
+
+#[test]
+fn a_scenario_without_translations_still_takes_free_play_steps() {
+    let mut s = shipped("free-play");
+    s.title = Text::default();
+    s.steps.clear();
+    let mut player = Player::new(s);
+    player
+        .push_step(ScenarioStep::Connect {
+            conn: "c".into(),
+            client: "laptop".into(),
+            endpoint: Endpoint::Smtp,
+            note: None,
+        })
+        .expect("names check out");
+    let out = player
+        .push_step(ScenarioStep::Send {
+            conn: "c".into(),
+            line: "NOOP".into(),
+            note: None,
+        })
+        .expect("names check out");
+    assert_eq!(wire(&out)[1].1, "S: 250 2.0.0 Ok");
+}
