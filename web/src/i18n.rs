@@ -11,22 +11,48 @@
 pub enum Lang {
     #[default]
     En,
+    Ja,
 }
 
 impl Lang {
+    /// Every language, in the order a picker lists them.
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Ja];
+
     /// The BCP 47 tag, for `<html lang>`.
     pub fn tag(self) -> &'static str {
         match self {
             Lang::En => "en",
+            Lang::Ja => "ja",
         }
     }
 
     pub fn strings(self) -> &'static Strings {
         match self {
             Lang::En => &EN,
+            Lang::Ja => &ja::JA,
+        }
+    }
+
+    /// The language of a BCP 47 tag as a page option or `navigator.language` gives it
+    /// (`ja`, `ja-JP`, `EN-us`); `None` for a language the app does not speak.
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        let primary = tag.trim().split(['-', '_']).next().unwrap_or("");
+        Lang::ALL
+            .into_iter()
+            .find(|l| l.tag().eq_ignore_ascii_case(primary))
+    }
+
+    /// The language the toggle switches to.
+    pub fn next(self) -> Lang {
+        match self {
+            Lang::En => Lang::Ja,
+            Lang::Ja => Lang::En,
         }
     }
 }
+
+mod ja;
+pub use ja::JA;
 
 /// Replaces each `{name}` in `template` with its value, in one pass: a value is never
 /// expanded again, whatever it contains. An unknown `{name}` stays as it is.
@@ -227,6 +253,52 @@ pub struct Strings {
     pub pop3_auth: &'static str,
     pub pop3_sys_temp: &'static str,
     pub pop3_sys_perm: &'static str,
+
+    // The explainer (the simulator in the browser).
+    pub ex_title: &'static str,
+    pub ex_tagline: &'static str,
+    pub ex_scenario: &'static str,
+    pub ex_play: &'static str,
+    pub ex_pause: &'static str,
+    pub ex_back: &'static str,
+    pub ex_forward: &'static str,
+    pub ex_restart: &'static str,
+    pub ex_speed: &'static str,
+    /// `{n}`: steps taken, `{total}`: steps in the scenario.
+    pub ex_step_of: &'static str,
+    pub ex_clock: &'static str,
+    pub ex_start_hint: &'static str,
+    pub ex_done: &'static str,
+    /// The name of this language, on the toggle that switches to it.
+    pub lang_name: &'static str,
+    pub ex_lang_title: &'static str,
+    pub ex_diagram_title: &'static str,
+    pub ex_lane_pop3: &'static str,
+    pub ex_lane_grants: &'static str,
+    pub ex_lane_smtp: &'static str,
+    pub ex_state_title: &'static str,
+    pub ex_delivered: &'static str,
+    pub ex_relayed: &'static str,
+    /// `{duration}`: how far the virtual clock jumps.
+    pub ex_advanced: &'static str,
+    /// `{endpoint}`: the port's name (POP3, SMTP...).
+    pub ex_connects: &'static str,
+    pub ex_closes: &'static str,
+    pub ex_lines_title: &'static str,
+    pub ex_lines_empty: &'static str,
+    pub ex_free_title: &'static str,
+    pub ex_free_hint: &'static str,
+    pub ex_send: &'static str,
+    pub ex_free_placeholder: &'static str,
+    /// `{minutes}`.
+    pub ex_advance_by: &'static str,
+    pub ex_reconnect: &'static str,
+    pub ex_link: &'static str,
+    /// What the simulator's grant-table calls mean: (call name, words).
+    pub ex_grant_calls: &'static [(&'static str, &'static str)],
+    /// Protocol lines explained, keyed as in `explainer::annotate` (which holds the
+    /// RFC sections, the same in every language): (key, meaning).
+    pub ann: &'static [(&'static str, &'static str)],
 }
 
 pub static EN: Strings = Strings {
@@ -490,6 +562,118 @@ pub static EN: Strings = Strings {
     pop3_auth: "[AUTH]: the credentials are wrong, or the mechanism needs TLS (RFC 3206 §4)",
     pop3_sys_temp: "[SYS/TEMP]: a temporary system problem, try again later (RFC 3206 §5)",
     pop3_sys_perm: "[SYS/PERM]: a permanent system problem (RFC 3206 §5)",
+
+    ex_title: "POP before SMTP, step by step",
+    ex_tagline: "popgate's own POP3, SMTP and grant code, running in your browser",
+    ex_scenario: "Scenario",
+    ex_play: "Play",
+    ex_pause: "Pause",
+    ex_back: "Step back",
+    ex_forward: "Step forward",
+    ex_restart: "Restart",
+    ex_speed: "Speed",
+    ex_step_of: "Step {n} of {total}",
+    ex_clock: "Virtual clock",
+    ex_start_hint: "Press play, or step forward, to begin.",
+    ex_done: "End of the scenario.",
+    lang_name: "English",
+    ex_lang_title: "Language",
+    ex_diagram_title: "Sequence diagram",
+    ex_lane_pop3: "POP3 server",
+    ex_lane_grants: "Grant table",
+    ex_lane_smtp: "SMTP server",
+    ex_state_title: "State",
+    ex_delivered: "delivered locally",
+    ex_relayed: "relayed",
+    ex_advanced: "{duration} later",
+    ex_connects: "connects ({endpoint})",
+    ex_closes: "disconnects",
+    ex_lines_title: "This step's lines, explained",
+    ex_lines_empty: "No protocol lines in this step.",
+    ex_free_title: "Your turn: type commands",
+    ex_free_hint: "Each connection is a real popgate session in your browser. Try USER taro and PASS on POP3, then EHLO, MAIL FROM:<taro@example.test> and RCPT TO:<someone@remote.test> on SMTP.",
+    ex_send: "Send",
+    ex_free_placeholder: "a command, e.g. NOOP",
+    ex_advance_by: "clock +{minutes} min",
+    ex_reconnect: "Reconnect",
+    ex_link: "link to this step",
+    ex_grant_calls: &[
+        ("create", "store a grant for this address"),
+        ("refresh", "extend the grant (sliding)"),
+        ("lookup", "may this address relay?"),
+        ("reserve", "reserve one message"),
+        ("commit", "spend the reserved message"),
+        ("release", "release the reservation"),
+        ("expire", "the grant expires"),
+        ("refuse", "no grant"),
+    ],
+    ann: &[
+        ("pop3 USER", "names the mailbox to log in to; nothing is granted yet"),
+        ("pop3 PASS", "the password (hidden here); if it verifies, the grant is made"),
+        ("pop3 APOP", "login with a digest of the banner and a shared secret"),
+        ("pop3 AUTH", "SASL login (the same grant on success)"),
+        ("pop3 STAT", "how many messages, and their total size"),
+        ("pop3 LIST", "each message's number and size"),
+        ("pop3 RETR", "fetch a whole message"),
+        ("pop3 TOP", "fetch the headers and the first lines of a message"),
+        ("pop3 UIDL", "each message's unique id"),
+        ("pop3 DELE", "mark a message for deletion (removed only after QUIT)"),
+        ("pop3 NOOP", "do nothing; the server answers +OK"),
+        ("pop3 RSET", "unmark the messages marked for deletion"),
+        ("pop3 QUIT", "end the session; marked messages are removed now"),
+        ("pop3 CAPA", "ask what the server supports"),
+        ("pop3 STLS", "switch this connection to TLS"),
+        ("pop3 greeting", "the server is ready: authorization state"),
+        ("pop3 +OK USER", "the name is noted; the password comes next"),
+        ("pop3 +OK PASS", "logged in. The grant for this address was created before this reply was written, so an SMTP connection right after it already finds it"),
+        ("pop3 -ERR PASS", "login failed: no grant is made"),
+        ("pop3 +OK QUIT", "update state: the session ends"),
+        ("pop3 +OK STLS", "start the TLS handshake now"),
+        ("pop3 +OK", "positive response"),
+        ("pop3 -ERR", "negative response"),
+        ("pop3 data", "a line of a multi-line response, ended by a line holding only \".\""),
+        ("smtp EHLO", "the client names itself and asks for the extensions"),
+        ("smtp HELO", "the client names itself (no extensions)"),
+        ("smtp MAIL", "a new message: who it is from (the envelope sender)"),
+        ("smtp RCPT", "one recipient: here the server decides whether it may relay"),
+        ("smtp DATA", "the message content follows"),
+        ("smtp .", "a line with only a dot ends the message"),
+        ("smtp data", "a line of the message itself (headers, then the body)"),
+        ("smtp RSET", "abandon the current message"),
+        ("smtp VRFY", "ask whether a user exists"),
+        ("smtp NOOP", "do nothing"),
+        ("smtp QUIT", "end the session"),
+        ("smtp HELP", "ask for help"),
+        ("smtp STARTTLS", "switch this connection to TLS before anything secret is sent"),
+        ("smtp AUTH", "authenticate with SASL"),
+        ("smtp AUTH PLAIN", "authenticate with SASL PLAIN: user and password, base64 (hidden here)"),
+        ("smtp sasl", "a SASL response, base64 (hidden here)"),
+        ("smtp 220", "the server is ready"),
+        ("smtp 220 STARTTLS", "ready: the TLS handshake starts now, and the session starts over"),
+        ("smtp 250 EHLO", "hello; the extensions the server supports follow"),
+        ("smtp ext PIPELINING", "extension: commands may be sent in batches"),
+        ("smtp ext SIZE", "extension: the largest message accepted"),
+        ("smtp ext 8BITMIME", "extension: 8-bit message content"),
+        ("smtp ext ENHANCEDSTATUSCODES", "extension: replies carry codes such as 5.7.1"),
+        ("smtp ext STARTTLS", "extension: TLS can be started"),
+        ("smtp ext AUTH", "extension: these SASL mechanisms are offered"),
+        ("smtp ext SMTPUTF8", "extension: UTF-8 addresses"),
+        ("smtp ext HELP", "extension: HELP is available"),
+        ("smtp 250 MAIL", "sender accepted"),
+        ("smtp 250 RCPT", "recipient accepted: a local mailbox, or relaying allowed (a grant for this address, or AUTH)"),
+        ("smtp 250 .", "the message is accepted: stored or queued before this reply"),
+        ("smtp 250", "done"),
+        ("smtp 354", "send the message; end it with a line holding only a dot"),
+        ("smtp 221", "goodbye: the server closes the connection"),
+        ("smtp 235", "authenticated: this session may relay, no grant needed"),
+        ("smtp 334", "SASL: send the next step"),
+        ("smtp 530", "authentication required on this port"),
+        ("smtp 535", "authentication failed"),
+        ("smtp 538", "authentication needs TLS first"),
+        ("smtp 554 5.7.1", "relay access denied: the recipient is not local, and this address has no grant (and the session did not authenticate)"),
+        ("smtp 550 5.1.1", "no such local user"),
+        ("smtp 503", "bad sequence of commands"),
+    ],
 };
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The popgate web app (Yew, compiled to WebAssembly by trunk): the live dashboard.
+//! The popgate web app (Yew, compiled to WebAssembly by trunk): the live dashboard and
+//! the explainer (the same module, no server: core's simulator in the browser).
 //!
 //! # Layout
 //!
@@ -12,20 +13,27 @@
 //! * [`i18n`]: every user-visible string, one table per language.
 //! * [`codes`]: SMTP and POP3 reply codes explained (the transcript tooltips).
 //! * [`format`]: durations, clock times, URL path segments.
+//! * [`explainer`]: the explainer: scenarios played by core's simulator, the sequence
+//!   diagram, every line explained; the options and deep links that start it.
+//! * `embed` (wasm32 only): starting in `index.html`, or in a host page through the
+//!   exported JS `mount(element, options)`.
 //!
-//! `src/main.rs` mounts [`App`]. This library also compiles natively (browser IO is
+//! `src/main.rs` starts [`Root`] (the dashboard or the explainer, as the URL asks). This library also compiles natively (browser IO is
 //! behind `cfg(target_arch = "wasm32")`), so `cargo test -p popgate-web` runs the state
 //! and formatting tests on the host.
 
 pub mod codes;
 pub mod components;
+#[cfg(target_arch = "wasm32")]
+pub mod embed;
+pub mod explainer;
 pub mod format;
 pub mod i18n;
 #[cfg(target_arch = "wasm32")]
 mod live;
 pub mod state;
 
-pub use components::app::App;
+pub use components::app::{App, Root};
 
 /// The popgate version this app was built from. Every crate of the workspace shares one
 /// version (`[workspace.package]`), so this is also popgate-core's version.

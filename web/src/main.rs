@@ -3,7 +3,9 @@
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    yew::Renderer::<popgate_web::App>::new().render();
+    // The dashboard or the explainer, as the page's URL asks; nothing on a host page
+    // that mounts the app itself with the exported `mount`.
+    popgate_web::embed::start();
 }
 
 // A native build exists only so the whole workspace checks on the host; there is no page

@@ -28,10 +28,43 @@ impl Reducible for UiState {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Properties)]
+pub struct RootProps {
+    /// What the URL or the host page asked for (the mode, the scenario and step...).
+    #[prop_or_default]
+    pub options: crate::explainer::route::Options,
+    /// The language, already resolved (the option, else the browser's).
+    #[prop_or_default]
+    pub lang: Lang,
+    /// The app owns the page (`index.html`), rather than an element of a host page.
+    #[prop_or_default]
+    pub standalone: bool,
+}
+
+/// The app in the mode asked for: the live dashboard, or the explainer.
+#[function_component(Root)]
+pub fn root(props: &RootProps) -> Html {
+    use crate::explainer::route::Mode;
+    use crate::explainer::view::ExplainerApp;
+    match props.options.mode {
+        Mode::Live => html! { <App lang={props.lang} /> },
+        Mode::Explainer => html! {
+            <ExplainerApp options={props.options.clone()} lang={props.lang}
+                standalone={props.standalone} />
+        },
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Properties)]
+pub struct AppProps {
+    #[prop_or_default]
+    pub lang: Lang,
+}
+
 /// The live dashboard: state fed by the `/api/events` WebSocket, commands performed
 /// by the HTTP API.
 #[function_component(App)]
-pub fn app() -> Html {
+pub fn app(props: &AppProps) -> Html {
     let ui = use_reducer(UiState::default);
     let dispatch = {
         let dispatcher = ui.dispatcher();
@@ -40,7 +73,7 @@ pub fn app() -> Html {
     let commands = use_source(dispatch);
     let shared: Shared = Rc::new((*ui).clone());
     html! {
-        <Provide state={shared} {commands} lang={Lang::default()}>
+        <Provide state={shared} {commands} lang={props.lang}>
             <Dashboard />
         </Provide>
     }
