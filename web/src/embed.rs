@@ -85,7 +85,10 @@ pub fn page_follows(lang: Lang, theme: Theme, fragment: &str) {
     }
     let location = window.location();
     let search = location.search().unwrap_or_default();
-    let url = format!("{}{search}{fragment}", location.pathname().unwrap_or_default());
+    let url = format!(
+        "{}{search}{fragment}",
+        location.pathname().unwrap_or_default()
+    );
     if let Ok(history) = window.history() {
         // Replace, not push: stepping through a scenario must not fill the history.
         let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&url));

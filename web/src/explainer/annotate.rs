@@ -205,12 +205,10 @@ impl LineContext {
                 )?;
                 // A response code ([IN-USE], [AUTH]...) says more than the status.
                 Some(match codes::parse(Protocol::Pop3, text) {
-                    Some((code @ codes::ReplyCode::Pop3 { code: Some(_), .. }, _)) => {
-                        Annotation {
-                            meaning: format!("{}\n{}", specific.meaning, codes::explain(s, code)),
-                            ..specific
-                        }
-                    }
+                    Some((code @ codes::ReplyCode::Pop3 { code: Some(_), .. }, _)) => Annotation {
+                        meaning: format!("{}\n{}", specific.meaning, codes::explain(s, code)),
+                        ..specific
+                    },
                     _ => specific,
                 })
             }
@@ -306,7 +304,11 @@ mod tests {
     use super::*;
     use crate::i18n::{EN, JA, Lang};
 
-    fn run(lang: Lang, protocol: Protocol, lines: &[&str]) -> Vec<Option<(&'static str, &'static str)>> {
+    fn run(
+        lang: Lang,
+        protocol: Protocol,
+        lines: &[&str],
+    ) -> Vec<Option<(&'static str, &'static str)>> {
         let mut cx = LineContext::default();
         lines
             .iter()
@@ -327,10 +329,16 @@ mod tests {
         for lang in Lang::ALL {
             let s = lang.strings();
             for (key, _) in RFCS {
-                assert!(s.ann.iter().any(|(k, _)| k == key), "{lang:?}: no meaning for {key}");
+                assert!(
+                    s.ann.iter().any(|(k, _)| k == key),
+                    "{lang:?}: no meaning for {key}"
+                );
             }
             for (key, _) in s.ann {
-                assert!(RFCS.iter().any(|(k, _)| k == key), "{lang:?}: {key} has no RFC");
+                assert!(
+                    RFCS.iter().any(|(k, _)| k == key),
+                    "{lang:?}: {key} has no RFC"
+                );
             }
         }
         let en: Vec<_> = EN.ex_grant_calls.iter().map(|(k, _)| k).collect();
@@ -379,8 +387,14 @@ mod tests {
         let ja = &JA;
         cx.annotate(ja, Protocol::Pop3, false, "+OK ready");
         cx.annotate(ja, Protocol::Pop3, true, "PASS x");
-        let ok = cx.annotate(ja, Protocol::Pop3, false, "+OK").expect("explained");
-        assert!(ok.meaning.contains("許可が作られている"), "{}", ok.meaning);
+        let ok = cx
+            .annotate(ja, Protocol::Pop3, false, "+OK")
+            .expect("explained");
+        assert!(
+            ok.meaning.contains("グラントが作られている"),
+            "{}",
+            ok.meaning
+        );
     }
 
     #[test]
@@ -391,7 +405,12 @@ mod tests {
         cx.annotate(&EN, Protocol::Pop3, false, "+OK");
         cx.annotate(&EN, Protocol::Pop3, true, "PASS wrong");
         let a = cx
-            .annotate(&EN, Protocol::Pop3, false, "-ERR [AUTH] invalid credentials")
+            .annotate(
+                &EN,
+                Protocol::Pop3,
+                false,
+                "-ERR [AUTH] invalid credentials",
+            )
             .expect("explained");
         assert_eq!(a.key, "pop3 -ERR PASS");
         assert!(a.meaning.contains("no grant"));
@@ -452,7 +471,10 @@ mod tests {
                 Some("smtp 221"),
             ]
         );
-        assert_eq!(got[9].map(|(_, r)| r), Some("RFC 5321 §3.6.2, RFC 3463 §3.8"));
+        assert_eq!(
+            got[9].map(|(_, r)| r),
+            Some("RFC 5321 §3.6.2, RFC 3463 §3.8")
+        );
     }
 
     #[test]

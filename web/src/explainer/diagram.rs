@@ -10,8 +10,8 @@
 //! are marks across the diagram.
 
 use super::model::Explainer;
-use crate::i18n::{Strings, fill};
 use crate::components::timeline::refusal;
+use crate::i18n::{Strings, fill};
 use popgate_core::event::EventKind;
 use popgate_core::sim::{ConnId, GrantCall, LoginAnswer, ReserveAnswer, ScenarioStep, SimOutput};
 
@@ -97,7 +97,15 @@ pub fn rows(s: &Strings, e: &Explainer) -> Vec<Row> {
                 kind: RowKind::Clock,
             });
         }
-        for out in outputs {
+        // A connection opens before its greeting, though the event that says so
+        // follows the greeting in the output.
+        let opens = outputs.iter().filter(|o| {
+            matches!(o, SimOutput::Event(ev) if matches!(ev.kind, EventKind::SessionOpened { .. }))
+        });
+        let rest = outputs.iter().filter(|o| {
+            !matches!(o, SimOutput::Event(ev) if matches!(ev.kind, EventKind::SessionOpened { .. }))
+        });
+        for out in opens.chain(rest) {
             match out {
                 SimOutput::Wire {
                     conn,
@@ -107,7 +115,11 @@ pub fn rows(s: &Strings, e: &Explainer) -> Vec<Row> {
                     ..
                 } => {
                     let client = lane_of_client(*conn).map_or(Lane::Client(0), |(l, _)| l);
-                    let server = if endpoint.is_pop3() { Lane::Pop3 } else { Lane::Smtp };
+                    let server = if endpoint.is_pop3() {
+                        Lane::Pop3
+                    } else {
+                        Lane::Smtp
+                    };
                     // Continue the previous arrow: same step, connection and direction.
                     if let Some(Row {
                         step: last_step,
@@ -170,7 +182,11 @@ pub fn rows(s: &Strings, e: &Explainer) -> Vec<Row> {
                         let Some((client, endpoint)) = lane_of_client(conn) else {
                             continue;
                         };
-                        let server = if endpoint.is_pop3() { Lane::Pop3 } else { Lane::Smtp };
+                        let server = if endpoint.is_pop3() {
+                            Lane::Pop3
+                        } else {
+                            Lane::Smtp
+                        };
                         let label = if open {
                             fill(s.ex_connects, &[("endpoint", endpoint_name(endpoint))])
                         } else {
@@ -264,11 +280,11 @@ pub fn endpoint_name(endpoint: popgate_core::sim::Endpoint) -> &'static str {
 /// A clock jump in words: `30 min`, `90 s`, `2 h`.
 pub fn duration(ms: u64) -> String {
     let secs = ms / 1000;
-    if secs >= 3600 && secs % 3600 == 0 {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{} h", secs / 3600)
-    } else if secs >= 60 && secs % 60 == 0 {
+    } else if secs >= 60 && secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{secs} s")
     } else {
         format!("{ms} ms")

@@ -354,10 +354,7 @@ impl Explainer {
         }
         dash.now = sim.now();
         dash.grants = sim.grants().into_iter().map(|g| (g.key, g)).collect();
-        let selected = self
-            .ui
-            .selected
-            .filter(|id| dash.sessions.contains_key(id));
+        let selected = self.ui.selected.filter(|id| dash.sessions.contains_key(id));
         let mut ui = UiState::default();
         ui.dash = Rc::new(dash);
         ui.connection = crate::state::Connection::Live;

@@ -160,7 +160,10 @@ fn parse_mode(s: &str) -> Option<Mode> {
 
 /// The fragment that opens `scenario` after `step` steps: `#/explainer/2/3`.
 pub fn step_fragment(scenario: &str, step: usize) -> String {
-    format!("#/explainer/{}/{step}", crate::format::path_segment(scenario))
+    format!(
+        "#/explainer/{}/{step}",
+        crate::format::path_segment(scenario)
+    )
 }
 
 /// Percent-decodes a URL component (`+` stays a plus: fragments are not forms). Bytes
@@ -215,7 +218,10 @@ mod tests {
         let o = Options::from_url("", "#/explainer/2/3");
         assert_eq!(o.mode, Mode::Explainer);
         assert_eq!((o.scenario.as_deref(), o.step), (Some("2"), Some(3)));
-        let o = Options::from_url("?explainer&lang=en", "#/explainer/expiry/0?lang=ja&theme=light");
+        let o = Options::from_url(
+            "?explainer&lang=en",
+            "#/explainer/expiry/0?lang=ja&theme=light",
+        );
         assert_eq!((o.scenario.as_deref(), o.step), (Some("expiry"), Some(0)));
         // The fragment is more specific than the query.
         assert_eq!(o.lang, Some(Lang::Ja));
@@ -249,10 +255,16 @@ mod tests {
         assert_eq!((o.scenario.as_deref(), o.step), (Some("2"), Some(3)));
         let o = Options::from_json(r#"{"scenario":"expiry","step":"1","theme":"dark","x":1}"#);
         assert_eq!(o.mode, Mode::Live);
-        assert_eq!((o.scenario.as_deref(), o.step, o.theme), (Some("expiry"), Some(1), Theme::Dark));
+        assert_eq!(
+            (o.scenario.as_deref(), o.step, o.theme),
+            (Some("expiry"), Some(1), Theme::Dark)
+        );
         assert_eq!(Options::from_json("null"), Options::default());
         assert_eq!(Options::from_json("not json"), Options::default());
-        assert_eq!(Options::from_json(r#"{"lang":7,"step":true}"#), Options::default());
+        assert_eq!(
+            Options::from_json(r#"{"lang":7,"step":true}"#),
+            Options::default()
+        );
     }
 
     #[test]

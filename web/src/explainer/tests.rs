@@ -71,7 +71,12 @@ fn the_grant_appears_with_the_login_and_counts_down_on_the_virtual_clock() {
         act(&mut e, Act::Forward);
     }
     let ui = e.ui();
-    let grant = ui.dash.grants.values().next().expect("scenario 2 makes a grant");
+    let grant = ui
+        .dash
+        .grants
+        .values()
+        .next()
+        .expect("scenario 2 makes a grant");
     assert_eq!(grant.key.to_string(), "198.51.100.23/32");
     // The countdown: the virtual clock, 30 minutes before the expiry.
     assert_eq!(ui.dash.now, e.player().sim().now());
@@ -108,7 +113,10 @@ fn scenario_1_refuses_the_relay_and_scenario_3_expires_the_grant() {
     let r = rows(&EN, &e);
     assert!(r.iter().any(|row| row.kind == RowKind::Clock));
     assert!(r.iter().any(|row| row.kind == RowKind::Expired));
-    assert!(e.ui().dash.grants.is_empty(), "the grant is gone after expiry");
+    assert!(
+        e.ui().dash.grants.is_empty(),
+        "the grant is gone after expiry"
+    );
     assert!(wire_texts(&e).iter().any(|l| l.starts_with("554 5.7.1")));
 }
 
@@ -138,7 +146,13 @@ fn the_language_switches_live_and_the_state_stays() {
     assert_eq!(e.lang, Lang::Ja);
     assert_eq!(e.position(), 3);
     assert_ne!(e.note(), note_en);
-    assert_eq!(e.note(), e.current_step().and_then(|s| s.note()).map(|t| t.ja.as_str()).unwrap_or(""));
+    assert_eq!(
+        e.note(),
+        e.current_step()
+            .and_then(|s| s.note())
+            .map(|t| t.ja.as_str())
+            .unwrap_or("")
+    );
     let ja_rows = rows(&JA, &e);
     let en_rows = rows(&EN, &e);
     assert_eq!(ja_rows.len(), en_rows.len());
@@ -218,7 +232,10 @@ fn free_play_sends_typed_lines_to_the_real_sessions() {
     assert!(!e.player().sim().is_open(pop));
     act(&mut e, Act::Reconnect("pop".into()));
     let again = e.connections();
-    let new = again.iter().find(|c| c.name == "pop#2").expect("a new connection");
+    let new = again
+        .iter()
+        .find(|c| c.name == "pop#2")
+        .expect("a new connection");
     assert!(new.id.is_some_and(|id| e.player().sim().is_open(id)));
 }
 

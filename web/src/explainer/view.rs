@@ -47,8 +47,13 @@ pub enum Act {
     /// Play up to this many steps.
     Seek(usize),
     /// Free play: a line typed at the connection named so.
-    Type { conn: String, line: String },
-    Advance { minutes: u64 },
+    Type {
+        conn: String,
+        line: String,
+    },
+    Advance {
+        minutes: u64,
+    },
     Reconnect(String),
     Select(Option<SessionId>),
 }
@@ -276,7 +281,11 @@ fn lang_toggle(lang: Lang, on_act: &Callback<Act>) -> Html {
 }
 
 fn player_bar(s: &Strings, e: &Explainer, fragment: &str, on_act: &Callback<Act>) -> Html {
-    let button = |testid: &'static str, label: &'static str, icon: &'static str, a: Act, disabled: bool| {
+    let button = |testid: &'static str,
+                  label: &'static str,
+                  icon: &'static str,
+                  a: Act,
+                  disabled: bool| {
         let onclick = on_act.reform(move |_: MouseEvent| a.clone());
         html! {
             <button type="button" class="ex-btn" data-testid={testid} title={label} aria-label={label}
@@ -294,7 +303,7 @@ fn player_bar(s: &Strings, e: &Explainer, fragment: &str, on_act: &Callback<Act>
     html! {
         <section class="panel ex-player" aria-label={s.ex_play}>
             <div class="ex-controls">
-                { button("ex-restart", s.ex_restart, "⏮", Act::Restart, e.position() == 0) }
+                { button("ex-restart", s.ex_restart, "↺", Act::Restart, e.position() == 0) }
                 { button("ex-back", s.ex_back, "◀", Act::Back, e.position() == 0) }
                 <button type="button" class="ex-btn ex-play" data-testid="ex-play" title={play_label}
                     aria-label={play_label} data-playing={e.playing.to_string()} onclick={play}
@@ -375,10 +384,11 @@ impl PartialEq for DiagramProps {
     }
 }
 
-const WIDTH: f64 = 760.0;
-const MARGIN: f64 = 70.0;
-const HEAD: f64 = 52.0;
-const ROW: f64 = 30.0;
+// Whole SVG user units: integer coordinates keep float formatting out of the module.
+const WIDTH: i32 = 760;
+const MARGIN: i32 = 70;
+const HEAD: i32 = 52;
+const ROW: i32 = 30;
 
 /// The sequence diagram, drawn as SVG; the rows of the current step are marked, and
 /// each step's number seeks to it.
@@ -396,13 +406,18 @@ fn diagram(props: &DiagramProps) -> Html {
     }
     let n = props.lanes.len().max(2);
     let x_of = |lane: Lane| {
-        let i = props.lanes.iter().position(|(l, _, _)| *l == lane).unwrap_or(0);
-        MARGIN + i as f64 * (WIDTH - 2.0 * MARGIN) / (n - 1) as f64
+        let i = props
+            .lanes
+            .iter()
+            .position(|(l, _, _)| *l == lane)
+            .unwrap_or(0);
+        let (i, n) = (i32::try_from(i).unwrap_or(0), i32::try_from(n).unwrap_or(2));
+        MARGIN + i * (WIDTH - 2 * MARGIN) / (n - 1)
     };
-    let height = HEAD + ROW * (props.rows.len() as f64 + 1.0);
+    let height = HEAD + ROW * (i32::try_from(props.rows.len()).unwrap_or(i32::MAX / ROW - 2) + 1);
     let mut last_step = None;
     let rows = props.rows.iter().enumerate().map(|(i, row)| {
-        let y = HEAD + ROW * (i as f64 + 1.0);
+        let y = HEAD + ROW * (i32::try_from(i).unwrap_or(0) + 1);
         let first_of_step = last_step != Some(row.step);
         last_step = Some(row.step);
         let current = props.current == Some(row.step);
@@ -413,7 +428,7 @@ fn diagram(props: &DiagramProps) -> Html {
             });
             html! {
                 <g class="ex-stepno" onclick={seek} data-testid="diagram-step" data-step={(row.step + 1).to_string()}>
-                    <circle cx="14" cy={fmt(y - 4.0)} r="10" />
+                    <circle cx="14" cy={fmt(y - 4)} r="10" />
                     <text x="14" y={fmt(y)} text-anchor="middle">{ (row.step + 1).to_string() }</text>
                 </g>
             }
@@ -427,7 +442,7 @@ fn diagram(props: &DiagramProps) -> Html {
     });
     html! {
         <div class="ex-diagram" ref={scroller}>
-            <svg data-testid="diagram" viewBox={format!("0 0 {WIDTH} {}", fmt(height))}
+            <svg data-testid="diagram" viewBox={format!("0 0 {WIDTH} {height}")}
                 width="100%" role="img" aria-label={props.lanes.iter().map(|(_, l, _)| l.as_str()).collect::<Vec<_>>().join(" · ")}
                 preserveAspectRatio="xMidYMin meet">
                 <defs>
@@ -446,7 +461,7 @@ fn diagram(props: &DiagramProps) -> Html {
                     };
                     html! {
                         <g class={classes!("ex-lane", format!("ex-lane-{kind}"))} data-testid="diagram-lane" data-lane={kind}>
-                            <line x1={fmt(x)} y1={fmt(HEAD - 6.0)} x2={fmt(x)} y2={fmt(height)} />
+                            <line x1={fmt(x)} y1={fmt(HEAD - 6)} x2={fmt(x)} y2={fmt(height)} />
                             <text x={fmt(x)} y="18" text-anchor="middle" class="ex-lane-name">{ label.clone() }</text>
                             <text x={fmt(x)} y="34" text-anchor="middle" class="ex-lane-sub">{ sub.clone() }</text>
                         </g>
@@ -458,11 +473,11 @@ fn diagram(props: &DiagramProps) -> Html {
     }
 }
 
-fn fmt(v: f64) -> String {
-    format!("{v:.1}")
+fn fmt(v: i32) -> String {
+    v.to_string()
 }
 
-fn draw_row(row: &Row, y: f64, current: bool, x_of: &dyn Fn(Lane) -> f64) -> Html {
+fn draw_row(row: &Row, y: i32, current: bool, x_of: &dyn Fn(Lane) -> i32) -> Html {
     let (x1, x2) = (x_of(row.from), x_of(row.to));
     let step = (row.step + 1).to_string();
     let cur = current.to_string();
@@ -470,14 +485,14 @@ fn draw_row(row: &Row, y: f64, current: bool, x_of: &dyn Fn(Lane) -> f64) -> Htm
     match &row.kind {
         RowKind::Clock => html! {
             <g class={class("clock")} data-testid="diagram-arrow" data-kind="clock" data-step={step} data-current={cur}>
-                <line x1="30" y1={fmt(y - 4.0)} x2={fmt(WIDTH - 10.0)} y2={fmt(y - 4.0)} />
-                <text x={fmt(WIDTH / 2.0)} y={fmt(y - 8.0)} text-anchor="middle">{ format!("⏱ {}", row.label) }</text>
+                <line x1="30" y1={fmt(y - 4)} x2={fmt(WIDTH - 10)} y2={fmt(y - 4)} />
+                <text x={fmt(WIDTH / 2)} y={fmt(y - 8)} text-anchor="middle">{ format!("⏱ {}", row.label) }</text>
             </g>
         },
         RowKind::Expired => html! {
             <g class={class("expired")} data-testid="diagram-arrow" data-kind="expired" data-step={step} data-current={cur}>
-                <rect x={fmt(x1 - 70.0)} y={fmt(y - 17.0)} width="140" height="20" rx="4" />
-                <text x={fmt(x1)} y={fmt(y - 3.0)} text-anchor="middle">{ row.label.clone() }</text>
+                <rect x={fmt(x1 - 70)} y={fmt(y - 17)} width="140" height="20" rx="4" />
+                <text x={fmt(x1)} y={fmt(y - 3)} text-anchor="middle">{ row.label.clone() }</text>
             </g>
         },
         RowKind::Connection { open, conn } => {
@@ -486,11 +501,15 @@ fn draw_row(row: &Row, y: f64, current: bool, x_of: &dyn Fn(Lane) -> f64) -> Htm
                 <g class={class(kind)} data-testid="diagram-arrow" data-kind={kind} data-step={step}
                     data-current={cur} data-conn={conn.0.to_string()}>
                     <line x1={fmt(x1)} y1={fmt(y)} x2={fmt(x2)} y2={fmt(y)} marker-end="url(#ex-head)" />
-                    <text x={fmt((x1 + x2) / 2.0)} y={fmt(y - 5.0)} text-anchor="middle">{ row.label.clone() }</text>
+                    <text x={fmt((x1 + x2) / 2)} y={fmt(y - 5)} text-anchor="middle">{ row.label.clone() }</text>
                 </g>
             }
         }
-        RowKind::Wire { from_client, conn, lines } => {
+        RowKind::Wire {
+            from_client,
+            conn,
+            lines,
+        } => {
             let dir = if *from_client { "client" } else { "server" };
             let tip = lines.join("\n");
             html! {
@@ -498,17 +517,23 @@ fn draw_row(row: &Row, y: f64, current: bool, x_of: &dyn Fn(Lane) -> f64) -> Htm
                     data-dir={dir} data-step={step} data-current={cur} data-conn={conn.0.to_string()}>
                     <title>{ tip }</title>
                     <line x1={fmt(x1)} y1={fmt(y)} x2={fmt(x2)} y2={fmt(y)} marker-end="url(#ex-head)" />
-                    <text x={fmt((x1 + x2) / 2.0)} y={fmt(y - 5.0)} text-anchor="middle" class="mono">{ row.label.clone() }</text>
+                    <text x={fmt((x1 + x2) / 2)} y={fmt(y - 5)} text-anchor="middle" class="mono">{ row.label.clone() }</text>
                 </g>
             }
         }
-        RowKind::Grant { call, ok } => html! {
-            <g class={classes!(class("grant"), (!ok).then_some("refused"))} data-testid="diagram-arrow"
-                data-kind="grant" data-call={*call} data-ok={ok.to_string()} data-step={step} data-current={cur}>
-                <line x1={fmt(x1)} y1={fmt(y)} x2={fmt(x2)} y2={fmt(y)} marker-end="url(#ex-head)" />
-                <text x={fmt((x1 + x2) / 2.0)} y={fmt(y - 5.0)} text-anchor="middle">{ row.label.clone() }</text>
-            </g>
-        },
+        RowKind::Grant { call, ok } => {
+            // The question above the arrow, the table's answer below it.
+            let (question, answer) = row.label.split_once(" → ").unwrap_or((&row.label, ""));
+            html! {
+                <g class={classes!(class("grant"), (!ok).then_some("refused"))} data-testid="diagram-arrow"
+                    data-kind="grant" data-call={*call} data-ok={ok.to_string()} data-step={step} data-current={cur}>
+                    <title>{ row.label.clone() }</title>
+                    <line x1={fmt(x1)} y1={fmt(y)} x2={fmt(x2)} y2={fmt(y)} marker-end="url(#ex-head)" />
+                    <text x={fmt((x1 + x2) / 2)} y={fmt(y - 5)} text-anchor="middle">{ question.to_owned() }</text>
+                    <text x={fmt((x1 + x2) / 2)} y={fmt(y + 11)} text-anchor="middle" class="answer">{ format!("→ {answer}") }</text>
+                </g>
+            }
+        }
     }
 }
 
@@ -639,7 +664,9 @@ fn free_conn(props: &FreeConnProps) -> Html {
     };
     let reconnect = {
         let name = props.name.clone();
-        props.on_act.reform(move |_: MouseEvent| Act::Reconnect(name.clone()))
+        props
+            .on_act
+            .reform(move |_: MouseEvent| Act::Reconnect(name.clone()))
     };
     html! {
         <form class="ex-free-conn" data-testid="free-conn" data-conn={props.name.clone()}
