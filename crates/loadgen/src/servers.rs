@@ -115,6 +115,22 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Starts a daemon that forks into the background. Its stdio goes to /dev/null: a
+/// daemon's children would otherwise hold our pipes open and `output()` would wait for
+/// them for ever.
+fn start_daemon(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status}); see its log in the bench folder");
+    }
+    Ok(())
+}
+
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -296,6 +312,7 @@ pub struct Peers {
     pub versions: String,
     dir: PathBuf,
     owner: String,
+    stopped: std::cell::Cell<bool>,
 }
 
 /// What is missing for the peers, or `None` when all is installed.
@@ -395,11 +412,10 @@ impl Peers {
         fs::write(&script, fill(POPBSMTP_SH, &vars(&[]))?)?;
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
         fs::write(dir.join("dovecot-users"), passwd)?;
-        run(Command::new("chown")
-            .arg("-R")
-            .arg(&owner)
-            .arg(&mailbase)
-            .arg(&access))?;
+        run(Command::new("chown").arg("-R").arg(&owner).arg(&mailbase))?;
+        // The post-login script runs as Dovecot's internal user (the recipe's
+        // `user = $default_internal_user`): the access map is its to rewrite.
+        run(Command::new("chown").arg("-R").arg("dovecot").arg(&access))?;
 
         let dovecot_conf = |name: &str, port: u16, postlogin: String| -> Result<PathBuf> {
             let file = dir.join(format!("{name}.conf"));
@@ -442,35 +458,62 @@ impl Peers {
             versions: String::new(),
             dir: dir.to_path_buf(),
             owner,
+            stopped: std::cell::Cell::new(false),
         };
         peers.versions = format!(
             "postfix {}, dovecot {}",
             run(Command::new("postconf").args(["-d", "-h", "mail_version"])).unwrap_or_default(),
             run(Command::new("dovecot").arg("--version")).unwrap_or_default()
         );
+        // Whatever started is stopped again when a later step fails.
+        if let Err(e) = peers.launch(dir, &postfix_dir, &plain_conf, &pbs_conf) {
+            peers.stop();
+            return Err(e);
+        }
+        Ok(peers)
+    }
+
+    fn launch(
+        &mut self,
+        dir: &Path,
+        postfix_dir: &Path,
+        plain_conf: &Path,
+        pbs_conf: &Path,
+    ) -> Result<()> {
+        let peers = self;
+        // `postfix check` makes the queue's subfolders, but not the queue folder itself.
+        fs::create_dir_all(dir.join("postfix-queue"))?;
+        fs::create_dir_all(dir.join("postfix-data"))?;
+        run(Command::new("chown")
+            .arg("postfix")
+            .arg(dir.join("postfix-data")))?;
         run(Command::new("prlimit")
             .arg(nofile())
             .arg("--")
             .arg("postfix")
             .arg("-c")
-            .arg(&postfix_dir)
+            .arg(postfix_dir)
             .arg("check"))?;
-        run(Command::new("prlimit")
-            .arg(nofile())
-            .arg("--")
-            .arg("postfix")
-            .arg("-c")
-            .arg(&postfix_dir)
-            .arg("start"))?;
-        let pidfile = dir.join("postfix-queue/pid/master.pid");
-        peers.postfix_master = read_pid(&pidfile)?;
-        for (conf, slot) in [(&plain_conf, 0), (&pbs_conf, 1)] {
-            run(Command::new("prlimit")
+        start_daemon(
+            Command::new("prlimit")
                 .arg(nofile())
                 .arg("--")
-                .arg("dovecot")
+                .arg("postfix")
                 .arg("-c")
-                .arg(conf))?;
+                .arg(postfix_dir)
+                .arg("start"),
+        )?;
+        let pidfile = dir.join("postfix-queue/pid/master.pid");
+        peers.postfix_master = read_pid(&pidfile)?;
+        for (conf, slot) in [(plain_conf, 0), (pbs_conf, 1)] {
+            start_daemon(
+                Command::new("prlimit")
+                    .arg(nofile())
+                    .arg("--")
+                    .arg("dovecot")
+                    .arg("-c")
+                    .arg(conf),
+            )?;
             let name = if slot == 0 { "dovecot" } else { "dovecot-pbs" };
             let pid = read_pid(&dir.join(format!("{name}-run/master.pid")))?;
             if slot == 0 {
@@ -482,7 +525,7 @@ impl Peers {
         for addr in [peers.smtp, peers.relay_smtp, peers.pop3, peers.pop3_pbs] {
             wait_port(addr)?;
         }
-        Ok(peers)
+        Ok(())
     }
 
     /// `chown` what the bench wrote into the peers' mailboxes to their mail user.
@@ -496,6 +539,9 @@ impl Peers {
 
     /// `postfix -c DIR stop`, `doveadm -c FILE stop`, then the pids if they linger.
     pub fn stop(&self) {
+        if self.stopped.replace(true) {
+            return;
+        }
         let _ = run(Command::new("postfix")
             .arg("-c")
             .arg(self.dir.join("postfix"))
@@ -511,6 +557,12 @@ impl Peers {
                 signal(pid, "-KILL");
             }
         }
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -231,9 +231,11 @@ pub async fn run(opts: Options) -> Result<()> {
     // 10,000 client sockets need more than the usual 1024 open files.
     let _ = rlimit::increase_nofile_limit(65_536);
     std::fs::create_dir_all(&opts.work)?;
+    // Postfix wants absolute paths in its configuration.
+    let work = std::fs::canonicalize(&opts.work)?;
     let dir = tempfile::Builder::new()
         .prefix("bench-")
-        .tempdir_in(&opts.work)?;
+        .tempdir_in(&work)?;
     let users = users();
     // One SHA512-CRYPT hash (5000 rounds, the scheme's default and doveadm's) for every
     // user of both sides: login cost is the same work on each.
@@ -917,6 +919,13 @@ impl Bench {
             Better::Lower,
             never.load(Ordering::Relaxed) as f64,
         );
+        // Only trials whose relay was accepted have a time to report.
+        if waits.is_empty() {
+            return Ok((
+                f,
+                json!({"trials": trials, "refused_first": refused, "refused_attempts": refused_all.load(Ordering::Relaxed), "never": never.load(Ordering::Relaxed), "trial_latency": run.latency}),
+            ));
+        }
         let ms = |q: f64| waits.value_at_quantile(q) as f64 / 1000.0;
         f.add(
             "+OK to first accepted relay, p50 (ms)",
