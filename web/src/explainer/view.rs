@@ -486,15 +486,19 @@ fn draw_row(row: &Row, y: i32, current: bool, x_of: &dyn Fn(Lane) -> i32) -> Htm
         RowKind::Clock => html! {
             <g class={class("clock")} data-testid="diagram-arrow" data-kind="clock" data-step={step} data-current={cur}>
                 <line x1="30" y1={fmt(y - 4)} x2={fmt(WIDTH - 10)} y2={fmt(y - 4)} />
-                <text x={fmt(WIDTH / 2)} y={fmt(y - 8)} text-anchor="middle">{ format!("⏱ {}", row.label) }</text>
+                <text x={fmt(WIDTH / 2)} y={fmt(y - 8)} text-anchor="middle">{ row.label.clone() }</text>
             </g>
         },
-        RowKind::Expired => html! {
+        RowKind::Expired => {
+            // Wide enough for the label (about 7 units a character at this size).
+            let half = i32::try_from(row.label.chars().count()).unwrap_or(40) * 7 / 2 + 8;
+            html! {
             <g class={class("expired")} data-testid="diagram-arrow" data-kind="expired" data-step={step} data-current={cur}>
-                <rect x={fmt(x1 - 70)} y={fmt(y - 17)} width="140" height="20" rx="4" />
+                <rect x={fmt(x1 - half)} y={fmt(y - 17)} width={fmt(2 * half)} height="20" rx="4" />
                 <text x={fmt(x1)} y={fmt(y - 3)} text-anchor="middle">{ row.label.clone() }</text>
             </g>
-        },
+            }
+        }
         RowKind::Connection { open, conn } => {
             let kind = if *open { "connect" } else { "disconnect" };
             html! {
@@ -623,7 +627,7 @@ fn free_play(s: &Strings, e: &Explainer, on_act: &Callback<Act>) -> Html {
                     let onclick = on_act.reform(move |_: MouseEvent| Act::Advance { minutes });
                     html! {
                         <button type="button" data-testid="free-advance" data-minutes={minutes.to_string()} {onclick}>
-                            { format!("⏱ {}", fill(s.ex_advance_by, &[("minutes", &minutes.to_string())])) }
+                            { fill(s.ex_advance_by, &[("minutes", &minutes.to_string())]) }
                         </button>
                     }
                 }) }
