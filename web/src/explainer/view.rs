@@ -299,7 +299,8 @@ fn player_bar(s: &Strings, e: &Explainer, fragment: &str, on_act: &Callback<Act>
     };
     let play = on_act.reform(|_: MouseEvent| Act::TogglePlay);
     let note = e.note().to_owned();
-    let done = e.at_end() && e.position() > 0;
+    // Free play has no end: the reader adds the steps.
+    let done = e.at_end() && e.position() > 0 && !e.is_free_play();
     html! {
         <section class="panel ex-player" aria-label={s.ex_play}>
             <div class="ex-controls">
