@@ -14,9 +14,12 @@
 //!   `KEY value` lines for the Rust test to assert on.
 //! * [`reply`]: the reply prefixes users and scripts match on (DESIGN.md reply table).
 //! * [`stored`]: parsing a delivered file into its trace headers and the message.
+//! * [`browser`]: headless Chromium over WebDriver, for the tests of the web app.
 //!
 //! Every wait has a deadline ([`READY_DEADLINE`], [`IO_TIMEOUT`]) so a broken server
 //! fails the test instead of hanging it.
+
+pub mod browser;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
