@@ -359,7 +359,7 @@ if (first !== null) {{
                     )
                     .ok()
                     .filter(|v| !v.is_null());
-                let shot = self.screenshot("failure");
+                let shot = self.save_screenshot("failure");
                 panic!(
                     "waited {WAIT_DEADLINE:?} for {what}: {e}\n  expression: {expr}\n  \
                      last JavaScript error in it: {js_error:?}\n  screenshot: {}",
@@ -431,9 +431,20 @@ if (first !== null) {{
             });
     }
 
-    /// Save what the window shows to `<target>/browser-screenshots/<name>-<label>.png`,
-    /// print the path, and return it.
+    /// Save what the window shows (the whole viewport, whichever frame is current) to
+    /// `<target>/browser-screenshots/<name>-<label>.png`, print the path, and return
+    /// it. Finite CSS animations of the current frame (a step fading in) end first, so
+    /// the picture shows the settled page.
     pub fn screenshot(&self, label: &str) -> PathBuf {
+        self.wait(
+            "the page's animations to end before a screenshot",
+            "document.getAnimations().every((a) => a.playState !== 'running' \
+                || a.effect.getComputedTiming().iterations === Infinity)",
+        );
+        self.save_screenshot(label)
+    }
+
+    fn save_screenshot(&self, label: &str) -> PathBuf {
         let path = screenshot_dir().join(format!("{}-{label}.png", self.name));
         match self.rt.block_on(self.client().screenshot()) {
             Ok(png) => {

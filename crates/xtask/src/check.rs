@@ -57,6 +57,14 @@ pub fn run(repo: &Repo) -> Result<ExitCode> {
     steps.run("bench smoke", || {
         bench::run(repo, &["--smoke".to_string()]).map(|_| ())
     });
+    // Before the tests: the browser tests load the built app (web/dist).
+    steps.run("trunk build", || {
+        repo.run(
+            repo.cmd("trunk")
+                .arg("build")
+                .env("TRUNK_SKIP_VERSION_CHECK", "true"),
+        )
+    });
     steps.run("test", || repo.run(&mut cargo(&["test", "--workspace"])));
     // The runner (wasm-bindgen-test-runner, under node) is set in .cargo/config.toml.
     steps.run("test wasm32", || {
@@ -67,13 +75,6 @@ pub fn run(repo: &Repo) -> Result<ExitCode> {
             "--target",
             wasm,
         ]))
-    });
-    steps.run("trunk build", || {
-        repo.run(
-            repo.cmd("trunk")
-                .arg("build")
-                .env("TRUNK_SKIP_VERSION_CHECK", "true"),
-        )
     });
     Ok(steps.finish())
 }

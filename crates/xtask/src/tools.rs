@@ -23,6 +23,9 @@ const CLIENT_PROGRAMS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("fetchmail", "fetchmail"),
     ("python3", "python3"),
+    // The browser tests drive headless Chromium through chromedriver.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// The Rust target and components, trunk, wasm-bindgen-cli and wasm-opt.
