@@ -89,7 +89,7 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
                 let stop = async move {
                     let _ = rx.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, app)
+                if let Err(e) = axum::serve(http::listener(listener), app)
                     .with_graceful_shutdown(stop)
                     .await
                 {

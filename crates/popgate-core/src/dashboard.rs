@@ -201,6 +201,13 @@ pub enum TimelineKind {
         rcpts: usize,
         relayed: bool,
     },
+    /// Outbound delivery gave up on these recipients; `dsn` is where the bounce went.
+    MessageBounced {
+        id: String,
+        rcpts: Vec<String>,
+        reason: String,
+        dsn: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +226,7 @@ pub enum RelayVia {
 
 /// Totals since the server started (never reset by retention).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Sessions opened, by protocol name (`smtp`, `pop3`, ...).
     pub sessions_by_protocol: BTreeMap<String, u64>,
@@ -247,9 +255,13 @@ pub struct Counters {
     pub messages_accepted: u64,
     pub messages_relayed: u64,
     pub bytes_accepted: u64,
-    /// Local deliveries (one per mailbox).
+    /// Deliveries: one per local mailbox, and one per relayed recipient delivered.
     pub messages_delivered: u64,
     pub messages_queued: u64,
+    /// Outbound delivery attempts that left recipients for a retry.
+    pub messages_deferred: u64,
+    /// Outbound deliveries given up (per event, each naming its recipients).
+    pub messages_bounced: u64,
     /// POP3 messages removed in UPDATE.
     pub messages_removed: u64,
 }
@@ -266,10 +278,17 @@ pub struct MessageSummary {
     pub rcpts: Vec<String>,
     pub size: u64,
     pub relayed: bool,
-    /// Local mailboxes it was delivered to.
+    /// Local mailboxes it was delivered to, then remote recipients the queue
+    /// delivered to.
     pub delivered_to: Vec<String>,
     /// Remote recipients it was queued for.
     pub queued_for: Vec<String>,
+    /// Remote recipients waiting for a retry after the latest attempt.
+    #[serde(default)]
+    pub deferred_for: Vec<String>,
+    /// Remote recipients given up on (a bounce was sent unless the sender was null).
+    #[serde(default)]
+    pub bounced_for: Vec<String>,
 }
 
 /// The frames of the `/api/events` WebSocket, as JSON text with a `type` tag: a
@@ -536,7 +555,17 @@ impl DashboardState {
             }
             EventKind::MessageDelivered { id, mailbox } => {
                 self.counters.messages_delivered += 1;
-                self.message(id, at, sid).delivered_to.push(mailbox.clone());
+                // Within the SMTP session: local delivery, just before the 250 that
+                // accepts the message. Later (no session): the queue delivered a
+                // relayed recipient, perhaps of a message no longer retained.
+                let m = match sid {
+                    Some(_) => Some(self.message(id, at, sid)),
+                    None => self.retained_message(id),
+                };
+                if let Some(m) = m {
+                    m.deferred_for.retain(|r| r != mailbox);
+                    m.delivered_to.push(mailbox.clone());
+                }
             }
             EventKind::MessageQueued { id, rcpts } => {
                 self.counters.messages_queued += 1;
@@ -544,8 +573,33 @@ impl DashboardState {
                     .queued_for
                     .extend(rcpts.iter().cloned());
             }
-            // Outbound delivery: shown through the queue view, not counted here yet.
-            EventKind::MessageDeferred { .. } | EventKind::MessageBounced { .. } => {}
+            EventKind::MessageDeferred { id, rcpts, .. } => {
+                self.counters.messages_deferred += 1;
+                if let Some(m) = self.retained_message(id) {
+                    m.deferred_for = rcpts.clone();
+                }
+            }
+            EventKind::MessageBounced {
+                id,
+                rcpts,
+                reason,
+                dsn,
+            } => {
+                self.counters.messages_bounced += 1;
+                if let Some(m) = self.retained_message(id) {
+                    m.deferred_for.retain(|r| !rcpts.contains(r));
+                    m.bounced_for.extend(rcpts.iter().cloned());
+                }
+                self.timeline(
+                    event,
+                    TimelineKind::MessageBounced {
+                        id: id.clone(),
+                        rcpts: rcpts.clone(),
+                        reason: reason.clone(),
+                        dsn: dsn.clone(),
+                    },
+                );
+            }
             EventKind::MaildropOpened { .. } => {}
             EventKind::MessagesRemoved { count, .. } => {
                 self.counters.messages_removed = self
@@ -666,6 +720,10 @@ impl DashboardState {
         self.timeline(event, kind);
     }
 
+    fn retained_message(&mut self, id: &str) -> Option<&mut MessageSummary> {
+        self.messages.iter_mut().rev().find(|m| m.id == id)
+    }
+
     /// The retained message with this id, made (and the bound kept) when absent.
     fn message(&mut self, id: &str, at: Millis, session: Option<SessionId>) -> &mut MessageSummary {
         let index = match self.messages.iter().rposition(|m| m.id == id) {
@@ -681,6 +739,8 @@ impl DashboardState {
                     relayed: false,
                     delivered_to: Vec::new(),
                     queued_for: Vec::new(),
+                    deferred_for: Vec::new(),
+                    bounced_for: Vec::new(),
                 });
                 // Keep at least the one just made, whatever the limit says.
                 while self.messages.len() > self.limits.messages.max(1) {

@@ -101,6 +101,26 @@ pub fn router(shared: Arc<Shared>) -> Router {
     }
 }
 
+/// Kernel send buffer of each HTTP connection. Linux grows an unset one up to
+/// `tcp_wmem` (4 MiB by default), which would let a dashboard that stopped reading
+/// park megabytes of frames in the kernel instead of falling behind the broadcast
+/// and resynchronising; a fixed size bounds that memory per client and makes the
+/// lag path the one a stalled client takes. Ample for API answers on any link a
+/// dashboard is watched over.
+const HTTP_SEND_BUFFER: usize = 64 * 1024;
+
+/// The HTTP listener with [`HTTP_SEND_BUFFER`] applied to every connection.
+pub fn listener(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(HTTP_SEND_BUFFER) {
+            tracing::debug!(error = %e, "cannot size an HTTP connection's send buffer");
+        }
+    })
+}
+
 fn web_root(shared: &Shared) -> Option<PathBuf> {
     let root = shared
         .config

@@ -306,6 +306,81 @@ fn denials_expiry_and_revocation() {
 }
 
 #[test]
+fn outbound_delivery_updates_the_retained_message() {
+    let mut f = Feed::new(Retention::default());
+    f.open(1, Protocol::Smtp, "127.0.0.2:40001");
+    f.ev(
+        Some(1),
+        EventKind::MessageQueued {
+            id: "Q1".into(),
+            rcpts: vec!["a@remote.test".into(), "b@remote.test".into()],
+        },
+    );
+    f.ev(
+        Some(1),
+        EventKind::MessageAccepted {
+            id: "Q1".into(),
+            from: "taro@example.test".into(),
+            rcpts: vec!["a@remote.test".into(), "b@remote.test".into()],
+            size: 10,
+            relayed: true,
+        },
+    );
+    f.ev(
+        None,
+        EventKind::MessageDeferred {
+            id: "Q1".into(),
+            rcpts: vec!["a@remote.test".into(), "b@remote.test".into()],
+            reason: "451 try later".into(),
+            next_attempt: Millis(9000),
+        },
+    );
+    f.ev(
+        None,
+        EventKind::MessageDelivered {
+            id: "Q1".into(),
+            mailbox: "a@remote.test".into(),
+        },
+    );
+    f.ev(
+        None,
+        EventKind::MessageBounced {
+            id: "Q1".into(),
+            rcpts: vec!["b@remote.test".into()],
+            reason: "550 no such user".into(),
+            dsn: Some("taro@example.test".into()),
+        },
+    );
+    // A late event for a message no longer retained adds nothing but counts.
+    f.ev(
+        None,
+        EventKind::MessageDelivered {
+            id: "OLD".into(),
+            mailbox: "c@remote.test".into(),
+        },
+    );
+    let s = &f.state;
+    assert_eq!(s.messages.len(), 1);
+    let m = &s.messages[0];
+    assert_eq!(m.delivered_to, vec!["a@remote.test".to_string()]);
+    assert!(m.deferred_for.is_empty(), "{m:?}");
+    assert_eq!(m.bounced_for, vec!["b@remote.test".to_string()]);
+    let c = &s.counters;
+    assert_eq!(
+        (
+            c.messages_deferred,
+            c.messages_bounced,
+            c.messages_delivered
+        ),
+        (1, 1, 2)
+    );
+    assert!(matches!(
+        s.timeline.back().map(|t| &t.kind),
+        Some(TimelineKind::MessageBounced { .. })
+    ));
+}
+
+#[test]
 fn events_for_unknown_sessions_and_grants_do_not_panic() {
     let mut f = Feed::new(Retention::default());
     let k = key("192.0.2.1/32");

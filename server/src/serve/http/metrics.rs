@@ -144,7 +144,7 @@ pub fn render(c: &Counters, grants_live: u64, queue_depth: u64, events: u64, ws:
     out.one(
         "popgate_messages_delivered_total",
         "counter",
-        "Local deliveries (one per mailbox).",
+        "Deliveries: one per local mailbox and per relayed recipient delivered.",
         c.messages_delivered,
     );
     out.one(
@@ -152,6 +152,18 @@ pub fn render(c: &Counters, grants_live: u64, queue_depth: u64, events: u64, ws:
         "counter",
         "Messages queued for relaying.",
         c.messages_queued,
+    );
+    out.one(
+        "popgate_messages_deferred_total",
+        "counter",
+        "Outbound delivery attempts that left recipients for a retry.",
+        c.messages_deferred,
+    );
+    out.one(
+        "popgate_messages_bounced_total",
+        "counter",
+        "Outbound deliveries given up, with a bounce unless the sender was null.",
+        c.messages_bounced,
     );
     out.one(
         "popgate_queue_depth",
