@@ -173,9 +173,9 @@ impl Perform<SmtpSession> for SmtpPerformer {
                 None
             }
             SmtpEffect::Deliver(delivery) => Some(SmtpResult::Stored(self.store(delivery).await)),
-            SmtpEffect::Authenticate { credentials } => {
-                Some(SmtpResult::Auth(super::auth::authenticate(&self.shared, peer, id, credentials).await))
-            }
+            SmtpEffect::Authenticate { credentials } => Some(SmtpResult::Auth(
+                super::auth::authenticate(&self.shared, peer, id, credentials).await,
+            )),
             // The driver performs the handshake itself; it never reaches here.
             SmtpEffect::StartTls => None,
         }
