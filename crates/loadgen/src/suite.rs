@@ -1113,6 +1113,7 @@ impl Bench {
         };
         let mut without = Vec::new();
         let mut with = Vec::new();
+        let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
         let mut frames_total = 0;
         for pair in 0..self.scale.pairs {
             for attached in if pair % 2 == 0 {
@@ -1148,20 +1149,33 @@ impl Bench {
                     });
                 }
                 let sink = self.sink();
+                let cpu0 = procfs::cpu_seconds(pg.smtp_root);
                 let run = mixed(pg, &sink, self.body.clone(), self.limit()).await;
+                // Server CPU per operation separates the server's cost of the dashboards
+                // from the live client's (it decodes every frame on these same cores).
+                let cpu_ms =
+                    (procfs::cpu_seconds(pg.smtp_root) - cpu0) * 1000.0 / run.ops.max(1) as f64;
                 check_errors(pg, &run)?;
                 watchers.abort_all();
                 frames_total += frames.load(Ordering::Relaxed);
                 if attached {
-                    with.push(run.per_second())
+                    with.push(run.per_second());
+                    cpu_with.push(cpu_ms);
                 } else {
-                    without.push(run.per_second())
+                    without.push(run.per_second());
+                    cpu_without.push(cpu_ms);
                 }
             }
         }
         let mut f = Figures::default();
         for v in &without {
             f.add("mixed ops/s, no dashboard", Better::Higher, *v);
+        }
+        for v in &cpu_without {
+            f.add("server CPU ms per op, no dashboard", Better::Lower, *v);
+        }
+        for v in &cpu_with {
+            f.add("server CPU ms per op, with dashboards", Better::Lower, *v);
         }
         for v in &with {
             f.add(
@@ -1183,7 +1197,7 @@ impl Bench {
         );
         self.raw.insert(
             name.clone(),
-            json!({"without": without, "with": with, "frames_received": frames_total}),
+            json!({"without": without, "with": with, "cpu_ms_without": cpu_without, "cpu_ms_with": cpu_with, "frames_received": frames_total}),
         );
         self.row(&name, f, None, "popgate only: the peer has no dashboard");
         self.print_last(&name);
