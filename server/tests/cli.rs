@@ -233,7 +233,10 @@ fn queue_list_show_delete() {
     let o = s.run(&["queue", "retry", &id], "");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        queue.entry(&id).expect("entry").map(|e| e.next_attempt_at_unix_ms),
+        queue
+            .entry(&id)
+            .expect("entry")
+            .map(|e| e.next_attempt_at_unix_ms),
         Some(0),
         "due now"
     );
