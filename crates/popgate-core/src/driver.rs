@@ -29,6 +29,7 @@
 //! the session processes no further input, so pipelined commands keep their order.
 
 use crate::event::Event;
+use crate::policy::{PolicyEffect, PolicyResult, PolicySession};
 use crate::pop3::{Pop3Effect, Pop3Result, Pop3Session};
 use crate::smtp::{SmtpEffect, SmtpResult, SmtpSession};
 use crate::time::Millis;
@@ -107,3 +108,4 @@ macro_rules! forward_session {
 
 forward_session!(Pop3Session, Pop3Effect, Pop3Result);
 forward_session!(SmtpSession, SmtpEffect, SmtpResult);
+forward_session!(PolicySession, PolicyEffect, PolicyResult);

@@ -32,6 +32,10 @@ pub enum Protocol {
     Smtps,
     Pop3,
     Pop3s,
+    /// A Postfix smtpd asking popgate for relay decisions (policy delegation).
+    Policy,
+    /// A login Dovecot reported (IMAP or POP3 served by Dovecot, not by popgate).
+    Dovecot,
 }
 
 impl Protocol {
@@ -46,6 +50,8 @@ impl Protocol {
             Protocol::Smtps => "smtps",
             Protocol::Pop3 => "pop3",
             Protocol::Pop3s => "pop3s",
+            Protocol::Policy => "policy",
+            Protocol::Dovecot => "dovecot",
         }
     }
 }

@@ -22,6 +22,7 @@
 //! * [`throttle`]: the progressive per-address login-failure delay.
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449, 2595 STLS, 5034 AUTH).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
+//! * [`policy`]: Postfix policy delegation answered from the grant table.
 //! * [`smtp_client`]: the SMTP client that delivers relayed mail to the next hop.
 //! * [`dsn`]: delivery status notifications (RFC 3464 bounces).
 //! * [`sim`]: the explainer's simulator: these sessions and the grant table against an
@@ -34,6 +35,7 @@ pub mod event;
 pub mod grant;
 pub mod line;
 pub mod net;
+pub mod policy;
 pub mod pop3;
 pub mod relay;
 pub mod reply;
