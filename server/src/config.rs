@@ -107,6 +107,9 @@ pub struct Listen {
     pub pop3s: Option<SocketAddr>,
     #[serde(default, deserialize_with = "de_opt_addr")]
     pub http: Option<SocketAddr>,
+    /// Postfix policy delegation (`check_policy_service inet:ADDR`); off unless set.
+    #[serde(default, deserialize_with = "de_opt_addr")]
+    pub policy: Option<SocketAddr>,
 }
 
 impl Listen {
@@ -120,11 +123,12 @@ impl Listen {
             pop3: at(defaults::POP3_PORT),
             pop3s: at(defaults::POP3S_PORT),
             http: at(defaults::HTTP_PORT),
+            policy: None,
         }
     }
 
     /// The configured listeners by name, in a fixed order.
-    pub fn all(&self) -> [(&'static str, Option<SocketAddr>); 6] {
+    pub fn all(&self) -> [(&'static str, Option<SocketAddr>); 7] {
         [
             ("smtp", self.smtp),
             ("submission", self.submission),
@@ -132,6 +136,7 @@ impl Listen {
             ("pop3", self.pop3),
             ("pop3s", self.pop3s),
             ("http", self.http),
+            ("policy", self.policy),
         ]
     }
 
@@ -561,7 +566,7 @@ impl Config {
             Protocol::Smtp => &self.relay.smtp,
             Protocol::Submission => &self.relay.submission,
             Protocol::Smtps => &self.relay.smtps,
-            Protocol::Pop3 | Protocol::Pop3s => &[],
+            Protocol::Pop3 | Protocol::Pop3s | Protocol::Policy | Protocol::Dovecot => &[],
         };
         RelayPolicy {
             trusted: if methods.contains(&RelayMethod::Trusted) {

@@ -12,7 +12,7 @@
 //! * [`conn`]: a connection that may switch from plaintext to TLS mid-session.
 //! * [`auth`]: verifying credentials with the per-address failure delay.
 //! * [`driver`]: the generic loop that runs one core session over one connection.
-//! * [`pop3`], [`smtp`]: performing each protocol's effects.
+//! * [`pop3`], [`smtp`], [`policy`]: performing each protocol's effects.
 //! * [`http`]: the HTTP listener (health, grants API, the web app).
 
 pub mod auth;
@@ -21,6 +21,7 @@ pub mod conn;
 pub mod driver;
 pub mod events;
 pub mod http;
+pub mod policy;
 pub mod pop3;
 pub mod smtp;
 pub mod state;
@@ -136,12 +137,13 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
 
 async fn bind_all(shared: &Arc<Shared>) -> anyhow::Result<Vec<(Protocol, TcpListener)>> {
     let listen = &shared.config.listen;
-    let wanted: [(Protocol, Option<SocketAddr>); 5] = [
+    let wanted: [(Protocol, Option<SocketAddr>); 6] = [
         (Protocol::Smtp, listen.smtp),
         (Protocol::Submission, listen.submission),
         (Protocol::Smtps, listen.smtps),
         (Protocol::Pop3, listen.pop3),
         (Protocol::Pop3s, listen.pop3s),
+        (Protocol::Policy, listen.policy),
     ];
     let mut bound = Vec::new();
     for (protocol, addr) in wanted {

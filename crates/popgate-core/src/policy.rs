@@ -337,9 +337,7 @@ impl PolicySession {
     /// Input is read only while no reservation is awaited, so requests are answered in
     /// order, and never while unread input is already more than a request.
     pub fn wants_input(&self) -> bool {
-        !self.closed
-            && self.pending.is_none()
-            && self.reader.buffered() <= self.config.max_request
+        !self.closed && self.pending.is_none() && self.reader.buffered() <= self.config.max_request
     }
 
     pub fn is_closed(&self) -> bool {
@@ -388,16 +386,9 @@ impl PolicySession {
     }
 
     fn request(&mut self, now: Millis, r: PolicyRequest) {
-        self.event(
-            now,
-            EventKind::ClientLine {
-                line: summary(&r),
-            },
-        );
+        self.event(now, EventKind::ClientLine { line: summary(&r) });
         // A request that names another transaction ends the one we hold a message for.
-        if !r.instance.is_empty()
-            && self.held.as_ref().is_some_and(|h| h.instance != r.instance)
-        {
+        if !r.instance.is_empty() && self.held.as_ref().is_some_and(|h| h.instance != r.instance) {
             self.release_held();
         }
         if r.request != REQUEST_TYPE {
@@ -448,7 +439,8 @@ impl PolicySession {
             instance: r.instance,
             recipient: r.recipient,
         });
-        self.effects.push_back(PolicyEffect::ReserveGrant { client });
+        self.effects
+            .push_back(PolicyEffect::ReserveGrant { client });
     }
 
     /// A recipient in one of the local domains (a bare local part is local too).
@@ -518,6 +510,64 @@ impl PolicySession {
     }
 }
 
+// ---- Dovecot's authentication policy reports ---------------------------------------
+
+/// Dovecot's auth policy answer meaning "allow, no delay" (`status` 0, empty `msg`).
+pub const DOVECOT_ALLOW: &str = r#"{"status":0,"msg":""}"#;
+
+/// What a Dovecot authentication policy request means for the grant table.
+///
+/// Dovecot (2.2.27+, `auth_policy_server_url`) POSTs a JSON object of the attributes in
+/// `auth_policy_request_attributes` (every value a string) with `?command=allow` before
+/// or after authenticating, and with `?command=report` after it, adding `success` and
+/// `policy_reject` (booleans) to the report. Only a successful report proves the
+/// credentials; an `allow` check arrives for failed attempts too, so it never grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DovecotVerdict {
+    /// A verified login: grant `peer` for `user`. `protocol` is Dovecot's service
+    /// (`imap`, `pop3`); `tls` whether Dovecot called the connection secured.
+    Grant {
+        peer: IpAddr,
+        user: String,
+        protocol: String,
+        tls: bool,
+    },
+    /// Nothing to do (a check, a failed or policy-refused login, a malformed report).
+    Ignore,
+}
+
+/// Read one policy request: `command` is the URL's `command` parameter, `body` its JSON.
+pub fn dovecot_request(command: &str, body: &serde_json::Value) -> DovecotVerdict {
+    let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
+    // Booleans in the report; an attribute an operator added may be a string.
+    let flag = |name: &str| match body.get(name) {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => {
+            matches!(
+                s.to_ascii_lowercase().as_str(),
+                "true" | "yes" | "1" | "secured"
+            )
+        }
+        _ => false,
+    };
+    if command != "report" || !flag("success") || flag("policy_reject") {
+        return DovecotVerdict::Ignore;
+    }
+    let Some(peer) = field("remote").and_then(|r| r.parse::<IpAddr>().ok()) else {
+        return DovecotVerdict::Ignore;
+    };
+    let Some(user) = field("login").filter(|u| !u.is_empty()) else {
+        return DovecotVerdict::Ignore;
+    };
+    DovecotVerdict::Grant {
+        peer,
+        user: user.to_owned(),
+        protocol: field("protocol").unwrap_or("").to_ascii_lowercase(),
+        // `%{secured}` expands to "secured" (Dovecot 2.3); newer versions send `tls`.
+        tls: flag("secured") || flag("tls"),
+    }
+}
+
 fn grant_outcome(r: &Reservation) -> RelayOutcome {
     RelayOutcome::Grant {
         key: r.key,
@@ -557,8 +607,8 @@ fn summary(r: &PolicyRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::test;
     use crate::grant::{GrantTable, RelayRefusal};
+    use crate::testing::test;
 
     const PEER: &str = "127.0.0.1:40000";
     const LOCAL: &str = "127.0.0.1:10040";
@@ -640,14 +690,19 @@ mod tests {
         }
 
         fn events(&mut self) -> Vec<EventKind> {
-            std::iter::from_fn(|| self.s.poll_event()).map(|e| e.kind).collect()
+            std::iter::from_fn(|| self.s.poll_event())
+                .map(|e| e.kind)
+                .collect()
         }
     }
 
     #[test]
     fn attribute_lines_parse_at_the_first_equals_sign() {
         let table: &[(&[u8], Result<(&str, &str), PolicyError>)] = &[
-            (b"request=smtpd_access_policy", Ok(("request", "smtpd_access_policy"))),
+            (
+                b"request=smtpd_access_policy",
+                Ok(("request", "smtpd_access_policy")),
+            ),
             (b"sender=", Ok(("sender", ""))),
             (b"ccert_subject=CN=a=b", Ok(("ccert_subject", "CN=a=b"))),
             (b"=value", Err(PolicyError::NotAnAttribute)),
@@ -726,7 +781,15 @@ mod tests {
         let decisions = h
             .events()
             .into_iter()
-            .filter(|k| matches!(k, EventKind::RelayDecision { decision: RelayOutcome::Grant { .. }, .. }))
+            .filter(|k| {
+                matches!(
+                    k,
+                    EventKind::RelayDecision {
+                        decision: RelayOutcome::Grant { .. },
+                        ..
+                    }
+                )
+            })
             .count();
         assert_eq!(decisions, 3);
     }
@@ -735,7 +798,10 @@ mod tests {
     fn end_of_message_commits_the_instance_reservation() {
         let mut h = Harness::new();
         h.grant(Some(1));
-        assert_eq!(h.send(&request("RCPT", GRANTED, "a@remote.test", "a.1")), "action=OK\n\n");
+        assert_eq!(
+            h.send(&request("RCPT", GRANTED, "a@remote.test", "a.1")),
+            "action=OK\n\n"
+        );
         assert_eq!(
             h.send(&request("END-OF-MESSAGE", GRANTED, "", "a.1")),
             "action=DUNNO\n\n"
@@ -758,10 +824,16 @@ mod tests {
     fn a_new_instance_releases_the_reservation_of_an_unfinished_one() {
         let mut h = Harness::new();
         h.grant(Some(1));
-        assert_eq!(h.send(&request("RCPT", GRANTED, "a@remote.test", "a.1")), "action=OK\n\n");
+        assert_eq!(
+            h.send(&request("RCPT", GRANTED, "a@remote.test", "a.1")),
+            "action=OK\n\n"
+        );
         // RSET (or a refused DATA): the next transaction has another instance, and the
         // grant's only message is available to it.
-        assert_eq!(h.send(&request("RCPT", GRANTED, "a@remote.test", "a.2")), "action=OK\n\n");
+        assert_eq!(
+            h.send(&request("RCPT", GRANTED, "a@remote.test", "a.2")),
+            "action=OK\n\n"
+        );
         assert_eq!(h.left(), Some((Some(1), 1)));
         h.send(&request("END-OF-MESSAGE", GRANTED, "", "a.2"));
         assert_eq!(h.left(), Some((Some(0), 0)));
@@ -857,6 +929,64 @@ mod tests {
         h.send(b"GET / HTTP/1.1\n");
         assert!(h.s.is_closed(), "a line that is not an attribute closes");
         assert!(!h.s.wants_input());
+    }
+
+    #[test]
+    fn only_a_successful_dovecot_report_grants() {
+        let report = |extra: &str| -> serde_json::Value {
+            serde_json::from_str(&format!(
+                r#"{{"login":"taro@example.test","pwhash":"ab12","remote":"127.0.0.2",
+                    "device_id":"","protocol":"imap","session_id":"x"{extra}}}"#
+            ))
+            .expect("json")
+        };
+        let grant = |tls| DovecotVerdict::Grant {
+            peer: "127.0.0.2".parse().expect("ip"),
+            user: "taro@example.test".into(),
+            protocol: "imap".into(),
+            tls,
+        };
+        let table = [
+            (
+                "report",
+                r#","success":true,"policy_reject":false"#,
+                grant(false),
+            ),
+            (
+                "report",
+                r#","success":true,"policy_reject":false,"secured":"secured""#,
+                grant(true),
+            ),
+            ("report", r#","success":true,"tls":true"#, grant(true)),
+            (
+                "report",
+                r#","success":false,"policy_reject":false"#,
+                DovecotVerdict::Ignore,
+            ),
+            (
+                "report",
+                r#","success":true,"policy_reject":true"#,
+                DovecotVerdict::Ignore,
+            ),
+            ("report", "", DovecotVerdict::Ignore),
+            ("allow", r#","success":true"#, DovecotVerdict::Ignore),
+        ];
+        for (command, extra, want) in table {
+            assert_eq!(
+                dovecot_request(command, &report(extra)),
+                want,
+                "{command} {extra}"
+            );
+        }
+        let bad_remote: serde_json::Value =
+            serde_json::from_str(r#"{"login":"a","remote":"","success":true}"#).expect("json");
+        assert_eq!(
+            dovecot_request("report", &bad_remote),
+            DovecotVerdict::Ignore
+        );
+        let no_login: serde_json::Value =
+            serde_json::from_str(r#"{"login":"","remote":"::1","success":true}"#).expect("json");
+        assert_eq!(dovecot_request("report", &no_login), DovecotVerdict::Ignore);
     }
 
     #[test]

@@ -6,10 +6,11 @@
 
 use super::conn::Conn;
 use super::state::Shared;
-use super::{pop3, smtp};
+use super::{policy, pop3, smtp};
 use crate::tls::Negotiated;
 use popgate_core::driver::Session;
 use popgate_core::event::EventKind;
+use popgate_core::policy::PolicySession;
 use popgate_core::pop3::Pop3Session;
 use popgate_core::reply::{POP3_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS};
 use popgate_core::smtp::SmtpSession;
@@ -58,7 +59,14 @@ pub async fn serve_connection(
     };
     let now = shared.clock.now();
     let tls = negotiated.is_some();
-    if protocol.is_pop3() {
+    if protocol == Protocol::Policy {
+        let session = PolicySession::new(shared.policy_config.clone(), id, peer, local, now);
+        let performer = policy::PolicyPerformer::new(shared.clone(), peer, id);
+        drive(
+            &shared, id, session, performer, conn, negotiated, peer, shutdown,
+        )
+        .await;
+    } else if protocol.is_pop3() {
         let session = Pop3Session::new(
             shared.pop3_config.clone(),
             id,
@@ -93,6 +101,12 @@ pub async fn serve_connection(
 
 /// Over the connection limit: one reply, then close (DESIGN reply table).
 pub async fn refuse_busy(protocol: Protocol, mut stream: TcpStream) {
+    if protocol == Protocol::Policy {
+        // The policy protocol has no greeting or error line: Postfix sees the close
+        // and applies `smtpd_policy_service_default_action`.
+        let _ = stream.shutdown().await;
+        return;
+    }
     let line = if protocol.is_pop3() {
         POP3_TOO_MANY_CONNECTIONS.line()
     } else {

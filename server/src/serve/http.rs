@@ -11,6 +11,8 @@
 //! DELETE /api/grants           revoke every grant -> {"flushed": n}
 //! DELETE /api/grants/{key}     "192.0.2.0/24" (URL-encoded) or a bare address -> {"revoked": key}
 //! GET    /api/messages/{id}    the raw text of a queued or delivered message
+//! POST   /api/dovecot/policy   Dovecot's auth policy requests; a successful login
+//!                              report grants (see [`dovecot`]) -> {"status":0,"msg":""}
 //! GET    /api/events           WebSocket: a snapshot, then events (see [`ws`])
 //! GET    /metrics              Prometheus text format 0.0.4
 //! ```
@@ -22,6 +24,7 @@
 //! set headers on one); the web app's static files need none.
 
 pub mod client;
+mod dovecot;
 mod metrics;
 mod ws;
 
@@ -32,7 +35,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::{any, delete, get};
+use axum::routing::{any, delete, get, post};
 use popgate_core::dashboard::{DashboardState, SessionView};
 use popgate_core::grant::{GrantView, reason};
 use popgate_core::net::Cidr;
@@ -82,6 +85,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/api/grants/{key}", delete(revoke_grant))
         .route("/api/messages/{id}", get(message))
+        .route("/api/dovecot/policy", post(dovecot::handler))
         .route("/api/events", get(ws::handler))
         .route("/metrics", get(metrics::handler))
         .route(

@@ -11,6 +11,7 @@ use crate::tls::Tls;
 use crate::users::UserDb;
 use anyhow::Context;
 use popgate_core::grant::GrantTable;
+use popgate_core::policy::PolicyConfig;
 use popgate_core::pop3::Pop3Config;
 use popgate_core::smtp::{SenderPolicy, SmtpConfig};
 use popgate_core::throttle::{Throttle, ThrottleConfig};
@@ -39,6 +40,8 @@ pub struct Shared {
     pub store: MailStore,
     pub queue: Queue,
     pub pop3_config: Arc<Pop3Config>,
+    /// The Postfix policy listener's settings.
+    pub policy_config: Arc<PolicyConfig>,
     smtp: Arc<SmtpConfig>,
     submission: Arc<SmtpConfig>,
     smtps: Arc<SmtpConfig>,
@@ -109,8 +112,13 @@ impl Shared {
             smtp_config(Protocol::Submission),
             smtp_config(Protocol::Smtps),
         );
+        let policy_config = Arc::new(PolicyConfig {
+            local_domains: config.domains.clone(),
+            ..PolicyConfig::default()
+        });
         Ok(Arc::new(Shared {
             pop3_config,
+            policy_config,
             smtp,
             submission,
             smtps,

@@ -283,6 +283,20 @@ impl GrantTable {
         user: &str,
         session: SessionId,
     ) -> LoginGrant {
+        self.login_noted(now, peer, user, session, None)
+    }
+
+    /// [`login`](Self::login) for a login another server verified (Dovecot's IMAP or
+    /// POP3): `note` says which (e.g. `dovecot imap`) and becomes the grant's note,
+    /// replacing the previous one when the login refreshes a grant.
+    pub fn login_noted(
+        &mut self,
+        now: Millis,
+        peer: IpAddr,
+        user: &str,
+        session: SessionId,
+        note: Option<String>,
+    ) -> LoginGrant {
         let key = self.key_for(peer);
         // A grant on a key that covers any denied address would let that address
         // relay, so the check is for overlap, not only for the peer itself.
@@ -306,6 +320,9 @@ impl GrantTable {
                     entry.grant.users.push(user.to_owned());
                 }
                 entry.grant.session = Some(session);
+                if note.is_some() {
+                    entry.grant.note = note.clone();
+                }
                 let old_expires = entry.grant.expires;
                 if entry.grant.sliding {
                     entry.grant.expires = now.saturating_add(entry.ttl);
@@ -341,7 +358,7 @@ impl GrantTable {
                         messages_left: self.config.max_messages,
                         reserved: 0,
                         sliding: self.config.sliding,
-                        note: None,
+                        note,
                     },
                     ttl: self.config.ttl,
                     max_messages: self.config.max_messages,

@@ -16,12 +16,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every protocol, so each series exists from the start (a counter that appears only
 /// after its first increment hides the first increase from `rate()`).
-const PROTOCOLS: [Protocol; 5] = [
+const PROTOCOLS: [Protocol; 7] = [
     Protocol::Smtp,
     Protocol::Submission,
     Protocol::Smtps,
     Protocol::Pop3,
     Protocol::Pop3s,
+    Protocol::Policy,
+    Protocol::Dovecot,
 ];
 
 pub(super) async fn handler(State(api): State<Api>) -> Result<Response, ApiError> {
