@@ -211,6 +211,8 @@ pub struct Strings {
     pub tl_relay_denied: &'static str,
     /// `{id}`, `{from}`, `{count}`.
     pub tl_message: &'static str,
+    /// `{id}`, `{rcpts}`, `{reason}`: outbound delivery gave up on these recipients.
+    pub tl_bounced: &'static str,
     /// `{session}`: a link to the session that made a grant.
     pub tl_via_session: &'static str,
     pub revoked_by_operator: &'static str,
@@ -398,6 +400,7 @@ pub static EN: Strings = Strings {
     tl_relay_unknown_user: "{rcpt}: no such local user",
     tl_relay_denied: "relay to {rcpt} denied: {reason}",
     tl_message: "message {id} from {from} to {count} recipient(s)",
+    tl_bounced: "message {id} bounced for {rcpts}: {reason}",
     tl_via_session: "login in session {session}",
     revoked_by_operator: "by an operator",
     revoked_flushed: "table flushed",

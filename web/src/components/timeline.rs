@@ -185,6 +185,16 @@ pub fn describe(s: &Strings, kind: &TimelineKind) -> (&'static str, String, Opti
             ),
             None,
         ),
+        TimelineKind::MessageBounced {
+            id, rcpts, reason, ..
+        } => (
+            "message_bounced",
+            fill(
+                s.tl_bounced,
+                &[("id", id), ("rcpts", &rcpts.join(", ")), ("reason", reason)],
+            ),
+            None,
+        ),
     }
 }
 

@@ -100,6 +100,7 @@ pub static JA: Strings = Strings {
     tl_relay_unknown_user: "{rcpt}: そのローカルユーザーはいません",
     tl_relay_denied: "{rcpt} へのリレーを拒否: {reason}",
     tl_message: "メッセージ {id}（{from} から {count} 宛先へ）",
+    tl_bounced: "メッセージ {id} は {rcpts} に配送できず返送: {reason}",
     tl_via_session: "セッション {session} のログイン",
     revoked_by_operator: "管理者による",
     revoked_flushed: "表を全消去",
