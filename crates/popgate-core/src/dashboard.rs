@@ -139,7 +139,7 @@ pub struct TimelineEntry {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum TimelineKind {
     /// A login verified (POP3, or SMTP AUTH); `protocol` is `None` when the session is
     /// no longer retained.
@@ -211,7 +211,7 @@ pub enum TimelineKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "via", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RelayVia {
     Grant {
         key: Cidr,
@@ -291,11 +291,16 @@ pub struct MessageSummary {
     pub bounced_for: Vec<String>,
 }
 
-/// The frames of the `/api/events` WebSocket, as JSON text with a `type` tag: a
-/// snapshot first (and again after the client fell behind), then events in `seq`
-/// order.
+/// The frames of the `/api/events` WebSocket, as JSON text: a snapshot first (and
+/// again after the client fell behind), then events in `seq` order.
+///
+/// Enums on the wire (frames, event kinds, timeline kinds, relay outcomes) are
+/// externally tagged: `{"event":{...}}`, `{"client_line":{"line":"..."}}`, and a bare
+/// `"trusted"` for a variant without fields. An internally tagged (`"type"`) form would
+/// make every decoder buffer each object before it knows the variant; in the browser
+/// that generic code is a large share of the WebAssembly module.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 // A snapshot is sent once per connection (and after a lag); boxing it would only
 // complicate every match on a frame.
 #[allow(clippy::large_enum_variant)]

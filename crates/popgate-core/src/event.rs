@@ -79,7 +79,7 @@ impl Event {
 
 /// How a relay decision for one recipient came out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RelayOutcome {
     /// A local mailbox, alias or postmaster: no relaying involved.
     Local,
@@ -114,7 +114,7 @@ pub enum CloseReason {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum EventKind {
     SessionOpened {
         protocol: Protocol,
@@ -252,7 +252,7 @@ mod tests {
     use crate::testing::test;
 
     #[test]
-    fn serialises_with_a_type_tag() {
+    fn serialises_externally_tagged() {
         let e = Event::new(
             Millis(5),
             Some(SessionId(3)),
@@ -263,7 +263,7 @@ mod tests {
         let json = serde_json::to_string(&e).expect("serialise");
         assert_eq!(
             json,
-            r#"{"seq":0,"at":5,"session":3,"kind":{"type":"client_line","line":"PASS ****"}}"#
+            r#"{"seq":0,"at":5,"session":3,"kind":{"client_line":{"line":"PASS ****"}}}"#
         );
         let back: Event = serde_json::from_str(&json).expect("deserialise");
         assert_eq!(back, e);

@@ -534,7 +534,7 @@ fn stream_messages_round_trip_through_json() {
     );
     let snapshot = StreamMessage::Snapshot(f.state.clone());
     let json = serde_json::to_string(&snapshot).expect("serialise");
-    assert!(json.starts_with(r#"{"type":"snapshot","seq":7,"#), "{json}");
+    assert!(json.starts_with(r#"{"snapshot":{"seq":7,"#), "{json}");
     assert!(
         json.contains(r#""sessions":[{"id":1,"protocol":"pop3""#),
         "{json}"
@@ -556,7 +556,7 @@ fn stream_messages_round_trip_through_json() {
     let json = serde_json::to_string(&frame).expect("serialise");
     assert_eq!(
         json,
-        r#"{"type":"event","seq":8,"at":1008,"session":1,"kind":{"type":"server_line","line":"+OK bye"}}"#
+        r#"{"event":{"seq":8,"at":1008,"session":1,"kind":{"server_line":{"line":"+OK bye"}}}}"#
     );
     let back: StreamMessage = serde_json::from_str(&json).expect("deserialise");
     assert_eq!(back, frame);
