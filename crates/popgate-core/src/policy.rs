@@ -698,7 +698,8 @@ mod tests {
 
     #[test]
     fn attribute_lines_parse_at_the_first_equals_sign() {
-        let table: &[(&[u8], Result<(&str, &str), PolicyError>)] = &[
+        type Case<'a> = (&'a [u8], Result<(&'a str, &'a str), PolicyError>);
+        let table: &[Case] = &[
             (
                 b"request=smtpd_access_policy",
                 Ok(("request", "smtpd_access_policy")),
@@ -710,7 +711,7 @@ mod tests {
         ];
         for (line, want) in table {
             let got = parse_attribute(line);
-            let want = want.clone().map(|(n, v)| (n.to_owned(), v.to_owned()));
+            let want = (*want).map(|(n, v)| (n.to_owned(), v.to_owned()));
             assert_eq!(got, want, "{}", String::from_utf8_lossy(line));
         }
     }

@@ -28,6 +28,15 @@ const CLIENT_PROGRAMS: &[(&str, &str)] = &[
     ("chromedriver", "chromium-driver"),
 ];
 
+/// The mail servers the Postfix and Dovecot end-to-end test configures (files, since
+/// Dovecot's protocol binaries are not on PATH), with the Debian package of each.
+const MAIL_PEERS: &[(&str, &str)] = &[
+    ("/usr/sbin/postfix", "postfix"),
+    ("/usr/sbin/dovecot", "dovecot-core"),
+    ("/usr/lib/dovecot/pop3", "dovecot-pop3d"),
+    ("/usr/lib/dovecot/imap", "dovecot-imapd"),
+];
+
 /// The Rust target and components, trunk, wasm-bindgen-cli and wasm-opt.
 pub fn ensure_build_tools(repo: &Repo) -> Result<()> {
     println!("==> tools");
@@ -169,11 +178,17 @@ pub fn ensure_node(repo: &Repo) -> Result<()> {
 /// The real clients the end-to-end tests drive. As root they are installed with apt-get;
 /// otherwise we say what is missing and carry on (the tests that need them will say so).
 pub fn ensure_client_programs(repo: &Repo) -> Result<()> {
-    let missing: Vec<(&str, &str)> = CLIENT_PROGRAMS
+    let mut missing: Vec<(&str, &str)> = CLIENT_PROGRAMS
         .iter()
         .copied()
         .filter(|(program, _)| !repo.has_program(program))
         .collect();
+    missing.extend(
+        MAIL_PEERS
+            .iter()
+            .copied()
+            .filter(|(file, _)| !std::path::Path::new(file).exists()),
+    );
     if missing.is_empty() {
         println!(
             "clients: {} ok",
@@ -192,6 +207,13 @@ pub fn ensure_client_programs(repo: &Repo) -> Result<()> {
         return Ok(());
     }
     println!("installing {packages} with apt-get");
+    if missing.iter().any(|(_, package)| *package == "postfix") {
+        // The test writes its own configuration: no site setup, no daemon on port 25.
+        repo.run(repo.cmd("sh").args([
+            "-c",
+            "echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections",
+        ]))?;
+    }
     repo.run(
         repo.cmd("apt-get")
             .arg("update")
