@@ -65,7 +65,10 @@ pub fn run(repo: &Repo) -> Result<ExitCode> {
                 .env("TRUNK_SKIP_VERSION_CHECK", "true"),
         )
     });
-    steps.run("test", || repo.run(&mut cargo(&["test", "--workspace"])));
+    // Every test binary runs even after one fails, so one run shows every failure.
+    steps.run("test", || {
+        repo.run(&mut cargo(&["test", "--workspace", "--no-fail-fast"]))
+    });
     // The runner (wasm-bindgen-test-runner, under node) is set in .cargo/config.toml.
     steps.run("test wasm32", || {
         repo.run(&mut cargo(&[
