@@ -283,6 +283,11 @@ pub struct Strings {
     pub ex_relayed: &'static str,
     /// `{duration}`: how far the virtual clock jumps.
     pub ex_advanced: &'static str,
+    /// A whole number of hours, minutes, seconds or milliseconds: `{n}`.
+    pub ex_hours: &'static str,
+    pub ex_minutes: &'static str,
+    pub ex_seconds: &'static str,
+    pub ex_millis: &'static str,
     /// `{endpoint}`: the port's name (POP3, SMTP...).
     pub ex_connects: &'static str,
     pub ex_closes: &'static str,
@@ -589,6 +594,10 @@ pub static EN: Strings = Strings {
     ex_delivered: "delivered locally",
     ex_relayed: "relayed",
     ex_advanced: "{duration} later",
+    ex_hours: "{n} h",
+    ex_minutes: "{n} min",
+    ex_seconds: "{n} s",
+    ex_millis: "{n} ms",
     ex_connects: "connects ({endpoint})",
     ex_closes: "disconnects",
     ex_lines_title: "This step's lines, explained",

@@ -93,7 +93,7 @@ pub fn rows(s: &Strings, e: &Explainer) -> Vec<Row> {
                 step,
                 from: Lane::Client(0),
                 to: Lane::Smtp,
-                label: fill(s.ex_advanced, &[("duration", &duration(*by_ms))]),
+                label: fill(s.ex_advanced, &[("duration", &duration(*by_ms, s))]),
                 kind: RowKind::Clock,
             });
         }
@@ -278,15 +278,17 @@ pub fn endpoint_name(endpoint: popgate_core::sim::Endpoint) -> &'static str {
 }
 
 /// A clock jump in words: `30 min`, `90 s`, `2 h`.
-pub fn duration(ms: u64) -> String {
+/// A clock jump in the largest whole unit, in the reader's language.
+pub fn duration(ms: u64, s: &Strings) -> String {
     let secs = ms / 1000;
-    if secs >= 3600 && secs.is_multiple_of(3600) {
-        format!("{} h", secs / 3600)
+    let (template, n) = if secs >= 3600 && secs.is_multiple_of(3600) {
+        (s.ex_hours, secs / 3600)
     } else if secs >= 60 && secs.is_multiple_of(60) {
-        format!("{} min", secs / 60)
+        (s.ex_minutes, secs / 60)
     } else if ms.is_multiple_of(1000) {
-        format!("{secs} s")
+        (s.ex_seconds, secs)
     } else {
-        format!("{ms} ms")
-    }
+        (s.ex_millis, ms)
+    };
+    fill(template, &[("n", &n.to_string())])
 }
