@@ -16,7 +16,7 @@
 
 use crate::config::Config;
 use crate::queue::Queue;
-use crate::serve::http::client::{ApiClient, path_segment};
+use crate::serve::http::client::ApiClient;
 use crate::serve::http::{GrantList, GrantRow, NewGrant};
 use crate::users::UserDb;
 use anyhow::{Context, bail};
@@ -335,11 +335,7 @@ fn grant(action: &GrantCommand, config: &Config, out: &mut impl Write) -> anyhow
             )?;
         }
         GrantCommand::Revoke { key } => {
-            let body = call(
-                "DELETE",
-                &format!("/api/grants/{}", path_segment(key)),
-                None,
-            )?;
+            let body = call("DELETE", &popgate_core::api::grant_path(key), None)?;
             let answer: serde_json::Value = serde_json::from_slice(&body)?;
             let revoked = answer
                 .get("revoked")

@@ -40,21 +40,6 @@ pub fn clock_time(at: Millis) -> String {
     )
 }
 
-/// Percent-encodes one URL path segment (RFC 3986 §3.3: a grant key such as
-/// `192.0.2.0/24` holds a `/`, and IPv6 keys hold `:`). Only unreserved characters
-/// stay as they are.
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,11 +69,5 @@ mod tests {
         // 2026-11-28T19:18:11.042Z
         assert_eq!(clock_time(Millis(1_795_893_491_042)), "19:18:11.042");
         assert_eq!(clock_time(Millis(0)), "00:00:00.000");
-    }
-
-    #[test]
-    fn encodes_grant_keys_for_paths() {
-        assert_eq!(path_segment("192.0.2.1/32"), "192.0.2.1%2F32");
-        assert_eq!(path_segment("2001:db8::/64"), "2001%3Adb8%3A%3A%2F64");
     }
 }

@@ -14,7 +14,6 @@
 
 use crate::components::clock::local_now;
 use crate::components::{Commands, GrantRequest};
-use crate::format::path_segment;
 use crate::state::{Action, reconnect_delay_ms};
 use futures_util::StreamExt;
 use gloo_net::http::{Request, RequestBuilder, Response};
@@ -172,7 +171,7 @@ fn commands(dispatch: Callback<Action>) -> Commands {
         Callback::from(move |key: Cidr| {
             let dispatch = dispatch.clone();
             spawn_local(async move {
-                let url = format!("/api/grants/{}", path_segment(&key.to_string()));
+                let url = popgate_core::api::grant_path(&key.to_string());
                 // Success shows as the `GrantRevoked` event removing the row.
                 if let Err(e) = checked(authorised(Request::delete(&url)).send().await).await {
                     dispatch.emit(Action::Notice(Some(e)));
@@ -197,7 +196,7 @@ fn commands(dispatch: Callback<Action>) -> Commands {
             dispatch.emit(Action::OpenMessage(id.clone()));
             let dispatch = dispatch.clone();
             spawn_local(async move {
-                let url = format!("/api/messages/{}", path_segment(&id));
+                let url = popgate_core::api::message_path(&id);
                 let result = match checked(authorised(Request::get(&url)).send().await).await {
                     Ok(r) => r.text().await.map_err(|e| e.to_string()),
                     Err(e) => Err(e),

@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! * [`dashboard`]: the dashboard's state, one reducer over events for server and web.
+//! * [`api`]: the HTTP API paths clients build (grant keys percent-encoded once).
 //! * [`driver`]: the handle_*/poll_* contract both sessions share, as a trait.
 //! * [`time`]: the [`Millis`] instant and wall-clock date formatting.
 //! * [`net`]: address canonicalisation, prefix masking and CIDR ranges.
@@ -28,6 +29,7 @@
 //! * [`sim`]: the explainer's simulator: these sessions and the grant table against an
 //!   in-memory backend on a virtual clock, and scenarios as data.
 
+pub mod api;
 pub mod dashboard;
 pub mod driver;
 pub mod dsn;

@@ -162,7 +162,7 @@ fn parse_mode(s: &str) -> Option<Mode> {
 pub fn step_fragment(scenario: &str, step: usize) -> String {
     format!(
         "#/explainer/{}/{step}",
-        crate::format::path_segment(scenario)
+        popgate_core::api::path_segment(scenario)
     )
 }
 

@@ -188,20 +188,6 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Percent-encode one path segment (RFC 3986 §3.3: keep unreserved characters only),
-/// so `192.0.2.0/24` stays one segment.
-pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,11 +213,5 @@ mod tests {
             body: br#"{"error":"no grant for 1.2.3.4/32"}"#.to_vec(),
         };
         assert_eq!(r.error_message(), "no grant for 1.2.3.4/32");
-    }
-
-    #[test]
-    fn encodes_path_segments() {
-        assert_eq!(path_segment("192.0.2.0/24"), "192.0.2.0%2F24");
-        assert_eq!(path_segment("2001:db8::/64"), "2001%3Adb8%3A%3A%2F64");
     }
 }
