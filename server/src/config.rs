@@ -79,6 +79,10 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Resolved against `data_dir` (`[users] file`, default "users").
     pub users_file: PathBuf,
+    /// `[users] rehash`: a successful login with a legacy crypt hash (SHA512-CRYPT,
+    /// MD5-CRYPT...) rewrites it as ARGON2ID. PLAIN entries are kept: APOP and CRAM-MD5
+    /// need them.
+    pub users_rehash: bool,
     /// Resolved against `data_dir` (`[aliases] file`, default "aliases").
     pub aliases_file: PathBuf,
     /// `None`: a self-signed pair generated in `data_dir`.
@@ -496,6 +500,7 @@ impl Config {
             hostname: raw.hostname.0,
             domains: raw.domains.0,
             users_file: data_dir.join(raw.users.file),
+            users_rehash: raw.users.rehash,
             aliases_file: data_dir.join(raw.aliases.file),
             data_dir,
             listen: raw.listen,
@@ -611,7 +616,7 @@ struct FileConfig {
     grant: GrantSettings,
     pop3: Pop3Settings,
     auth: AuthSettings,
-    users: FileRef,
+    users: FileUsers,
     aliases: FileRef,
     tls: Option<TlsSettings>,
     relay: FileRelay,
@@ -630,9 +635,7 @@ impl Default for FileConfig {
             grant: GrantSettings::default(),
             pop3: Pop3Settings::default(),
             auth: AuthSettings::default(),
-            users: FileRef {
-                file: PathBuf::from(defaults::USERS_FILE),
-            },
+            users: FileUsers::default(),
             aliases: FileRef {
                 file: PathBuf::from(defaults::ALIASES_FILE),
             },
@@ -645,7 +648,24 @@ impl Default for FileConfig {
     }
 }
 
-/// `[users]` and `[aliases]`: `file = "..."`.
+/// `[users]`: the passwd-file, and whether a legacy hash is rehashed on login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileUsers {
+    file: PathBuf,
+    rehash: bool,
+}
+
+impl Default for FileUsers {
+    fn default() -> FileUsers {
+        FileUsers {
+            file: PathBuf::from(defaults::USERS_FILE),
+            rehash: false,
+        }
+    }
+}
+
+/// `[aliases]`: `file = "..."`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRef {

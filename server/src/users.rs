@@ -209,6 +209,24 @@ impl UserDb {
         }
     }
 
+    /// True when the user's hash is a legacy crypt scheme that `[users] rehash` replaces
+    /// with the default. PLAIN is kept on purpose: APOP and CRAM-MD5 need the secret.
+    pub fn needs_rehash(&self, address: &str) -> bool {
+        self.inner
+            .users
+            .get(&self.canonical(address))
+            .is_some_and(|e| {
+                matches!(
+                    e.scheme,
+                    Scheme::Sha512Crypt
+                        | Scheme::Sha256Crypt
+                        | Scheme::Md5Crypt
+                        | Scheme::BlfCrypt
+                        | Scheme::Crypt
+                )
+            })
+    }
+
     /// Every user with its scheme name, in file order.
     pub fn list(&self) -> Vec<(String, String)> {
         self.inner
@@ -421,13 +439,18 @@ pub fn add_user(path: &Path, address: &str, password: &str) -> anyhow::Result<()
 
 /// Replace a user's password (default scheme), keeping the line's other fields.
 pub fn set_password(path: &Path, address: &str, password: &str) -> anyhow::Result<()> {
-    let address = check_address(address)?;
     check_password(password)?;
+    set_hash(path, address, &hash_password(password)?)
+}
+
+/// Replace a user's stored hash (`{SCHEME}...`) with one already computed, keeping the
+/// line's other fields; an error if there is no such user.
+pub fn set_hash(path: &Path, address: &str, hash: &str) -> anyhow::Result<()> {
+    let address = check_address(address)?;
     let mut file = PasswdFile::read(path)?;
     let Some(i) = file.find(&address) else {
         bail!("no user {address} in {}", path.display());
     };
-    let hash = hash_password(password)?;
     let line = &file.lines[i];
     let (name, rest) = line.split_once(':').unwrap_or((line.as_str(), ""));
     let extra = rest.split_once(':').map(|(_, extra)| extra);

@@ -20,12 +20,29 @@ pub async fn authenticate(
     credentials: Credentials,
 ) -> AuthResult {
     let db = shared.users();
+    let rehash_with = match &credentials {
+        Credentials::Password { password, .. } if shared.config.users_rehash => {
+            Some(password.clone())
+        }
+        _ => None,
+    };
     // Password hashing is deliberately slow: keep it off the IO threads.
     let verdict = tokio::task::spawn_blocking(move || db.verify_credentials(&credentials)).await;
     let now = shared.clock.now();
     match verdict {
         Ok(Verify::Ok { user }) => {
             shared.with_throttle(|t| t.success(peer.ip()));
+            if let Some(password) = rehash_with
+                && shared.users().needs_rehash(&user)
+            {
+                let (shared, user) = (shared.clone(), user.clone());
+                // The login succeeds whatever happens here; a failed rewrite is logged.
+                let _ = tokio::task::spawn_blocking(move || match shared.rehash(&user, password.expose()) {
+                    Ok(()) => tracing::info!("event=rehash user={user} scheme=ARGON2ID"),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "event=rehash_failed user={user}"),
+                })
+                .await;
+            }
             AuthResult::Ok { user }
         }
         Ok(Verify::Bad) => {

@@ -174,6 +174,19 @@ impl Shared {
         out
     }
 
+    /// DESIGN: a legacy hash is rehashed to the default on a successful login when
+    /// `[users] rehash` is set. The rewritten file is loaded here at once, so the next
+    /// reload does not take the new hash for a password change and revoke the grant
+    /// this very login is making. Call from a blocking thread (hashing is slow).
+    pub fn rehash(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let hash = crate::users::hash_password(password)?;
+        let mut state = self.users.write().unwrap_or_else(|p| p.into_inner());
+        crate::users::set_hash(&self.config.users_file, user, &hash)?;
+        state.db = Arc::new(UserDb::load(&self.config.users_file, &self.config.domains)?);
+        state.stamp = file_stamp(&self.config.users_file);
+        Ok(())
+    }
+
     pub fn with_throttle<T>(&self, f: impl FnOnce(&mut Throttle) -> T) -> T {
         f(&mut self.throttle.lock().unwrap_or_else(|p| p.into_inner()))
     }
