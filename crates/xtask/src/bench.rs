@@ -20,7 +20,8 @@ usage: cargo xtask bench [--smoke] [--peers] [--only WORKLOAD] [--report FILE]
   --smoke          debug build, tiny runs (seconds): checks that the bench still works
   --peers          also measure Postfix + Dovecot (installs the Debian packages as root)
   --only N         one workload, 1..7
-  --report FILE    report path without extension (default target/bench/report):
+  --report FILE    report path without extension (default target/bench/report,
+                   with --smoke target/bench/smoke):
                    FILE.md (the table) and FILE.json (table and raw figures)
 ";
 
@@ -82,10 +83,12 @@ pub fn run(repo: &Repo, args: &[String]) -> Result<ExitCode> {
     }
 
     let bin = target.join(profile);
+    // A smoke run (part of `cargo xtask test`) must not overwrite a measured report.
+    let default_report = if args.smoke { "smoke" } else { "report" };
     let report = args
         .report
         .clone()
-        .unwrap_or_else(|| target.join("bench").join("report"));
+        .unwrap_or_else(|| target.join("bench").join(default_report));
     let mut suite = repo.cmd(bin.join("loadgen"));
     suite
         .arg("suite")
