@@ -26,11 +26,13 @@
 //! * [`policy`]: Postfix policy delegation answered from the grant table.
 //! * [`smtp_client`]: the SMTP client that delivers relayed mail to the next hop.
 //! * [`dsn`]: delivery status notifications (RFC 3464 bounces).
+//! * [`dkim`]: DKIM canonicalisation and hashes for signing relayed mail (RFC 6376).
 //! * [`sim`]: the explainer's simulator: these sessions and the grant table against an
 //!   in-memory backend on a virtual clock, and scenarios as data.
 
 pub mod api;
 pub mod dashboard;
+pub mod dkim;
 pub mod driver;
 pub mod dsn;
 pub mod event;
