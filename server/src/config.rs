@@ -297,6 +297,22 @@ pub struct RelaySettings {
     pub smtp: Vec<RelayMethod>,
     pub submission: Vec<RelayMethod>,
     pub smtps: Vec<RelayMethod>,
+    /// `[relay.dkim]`: sign relayed mail of one domain; `None`: no signing.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// `[relay.dkim]`: DKIM signing (RFC 6376) of relayed mail whose envelope sender or
+/// From: is in `domain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkimSettings {
+    /// `d=`.
+    pub domain: String,
+    /// `s=`: the public key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// The private key, PEM (RSA in PKCS#8 or PKCS#1); resolved against `data_dir`.
+    pub key: PathBuf,
+    /// Header fields to sign, lowercase.
+    pub headers: Vec<String>,
 }
 
 impl Default for RelaySettings {
@@ -323,6 +339,7 @@ impl Default for RelaySettings {
             smtp: vec![RelayMethod::Grant, RelayMethod::Auth],
             submission: vec![RelayMethod::Auth],
             smtps: vec![RelayMethod::Auth],
+            dkim: None,
         }
     }
 }
@@ -492,6 +509,12 @@ impl Config {
             cert: data_dir.join(t.cert),
             key: data_dir.join(t.key),
         });
+        let dkim = raw.relay.dkim.map(|d| DkimSettings {
+            domain: d.domain.trim_end_matches('.').to_ascii_lowercase(),
+            selector: d.selector,
+            key: data_dir.join(d.key),
+            headers: d.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        });
         let http = HttpSettings {
             web_root: raw.http.web_root.map(|w| base.join(w)),
             ..raw.http
@@ -527,6 +550,7 @@ impl Config {
                 smtp: raw.relay.policy.smtp,
                 submission: raw.relay.policy.submission,
                 smtps: raw.relay.policy.smtps,
+                dkim,
             },
             http,
             limits: raw.limits,
@@ -551,6 +575,15 @@ impl Config {
             bail!(
                 "key `relay.smarthost_user`/`relay.smarthost_password`: expected both or neither"
             );
+        }
+        if let Some(d) = &self.relay.dkim {
+            // RFC 6376 §5.4: From must be signed; a selector and domain are DNS labels.
+            if !d.headers.iter().any(|h| h == "from") {
+                bail!("key `relay.dkim.headers`: must include \"from\" (RFC 6376 §5.4)");
+            }
+            if d.domain.is_empty() || d.selector.is_empty() || d.selector.contains([';', ' ']) {
+                bail!("key `relay.dkim.domain`/`relay.dkim.selector`: expected DNS names");
+            }
         }
         if let Some(addr) = self.listen.http
             && !addr.ip().is_loopback()
@@ -697,6 +730,24 @@ struct FileRelay {
     transport: BTreeMap<String, String>,
     trusted_networks: Vec<Cidr>,
     policy: FilePolicy,
+    dkim: Option<FileDkim>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDkim {
+    domain: String,
+    selector: String,
+    key: PathBuf,
+    #[serde(default = "default_dkim_headers")]
+    headers: Vec<String>,
+}
+
+fn default_dkim_headers() -> Vec<String> {
+    popgate_core::dkim::DEFAULT_HEADERS
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect()
 }
 
 impl Default for FileRelay {
@@ -723,6 +774,7 @@ impl Default for FileRelay {
                 submission: d.submission,
                 smtps: d.smtps,
             },
+            dkim: None,
         }
     }
 }
@@ -965,6 +1017,24 @@ mod tests {
 
     fn local(port: u16) -> Option<SocketAddr> {
         Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+
+    #[test]
+    fn relay_dkim_settings() {
+        assert_eq!(Config::embedded().relay.dkim, None);
+        let c = parse(
+            "[relay.dkim]\ndomain = \"Example.TEST\"\nselector = \"popgate\"\nkey = \"dkim.pem\"\n",
+        )
+        .expect("dkim settings");
+        let d = c.relay.dkim.expect("dkim on");
+        assert_eq!(d.domain, "example.test");
+        assert_eq!(d.key, c.data_dir.join("dkim.pem"));
+        assert_eq!(d.headers, ["from", "to", "subject", "date", "message-id"]);
+        let e = parse(
+            "[relay.dkim]\ndomain = \"e.test\"\nselector = \"s\"\nkey = \"k\"\nheaders = [\"to\"]\n",
+        )
+        .expect_err("From unsigned");
+        assert!(format!("{e:#}").contains("relay.dkim.headers"), "{e:#}");
     }
 
     #[test]
