@@ -31,6 +31,22 @@ struct SinkState {
     data_replies: VecDeque<String>,
     /// Transactions that reached the end of data, accepted or not.
     transactions: usize,
+    /// How the next connections misbehave, first to last; then they are good.
+    bad: VecDeque<BadHop>,
+    /// Connections that misbehaved as scripted.
+    bad_served: usize,
+}
+
+/// A broken next hop, for one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadHop {
+    /// Binary garbage instead of the 220 greeting.
+    Garbage,
+    /// A greeting, then the EHLO reply cut off in the middle of a line and the
+    /// connection closed.
+    ClosesMidReply,
+    /// Accepts the connection and never says anything.
+    Silent,
 }
 
 /// A next hop on loopback: speaks enough ESMTP for popgate's client, follows a
@@ -76,6 +92,17 @@ impl Sink {
         self.lock().data_replies.push_back(reply.to_owned());
     }
 
+    /// The next connection misbehaves as `how` (in the order scripted); later ones
+    /// are served normally.
+    pub fn script_bad(&self, how: BadHop) {
+        self.lock().bad.push_back(how);
+    }
+
+    /// Connections that misbehaved as scripted so far.
+    pub fn bad_served(&self) -> usize {
+        self.lock().bad_served
+    }
+
     pub fn messages(&self) -> Vec<Received> {
         self.lock().messages.clone()
     }
@@ -113,6 +140,15 @@ impl Sink {
     fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
         let mut out = stream.try_clone()?;
         let mut reader = BufReader::new(stream);
+        let bad = {
+            let mut st = self.lock();
+            let bad = st.bad.pop_front();
+            st.bad_served += usize::from(bad.is_some());
+            bad
+        };
+        if let Some(how) = bad {
+            return misbehave(how, &mut reader, &mut out);
+        }
         out.write_all(b"220 sink.test ESMTP\r\n")?;
         let (mut from, mut rcpts) = (String::new(), Vec::new());
         loop {
@@ -191,6 +227,31 @@ impl Sink {
             }
         }
     }
+}
+
+/// One scripted bad connection; returns when the client gives up and closes (the
+/// silent one reads until then, so it never answers but never hangs the sink).
+fn misbehave(
+    how: BadHop,
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+) -> std::io::Result<()> {
+    match how {
+        BadHop::Garbage => {
+            out.write_all(b"\x00\xff\xfeHTTP/1.1 400 nonsense\r\n\x1b[0m\r\n")?;
+        }
+        BadHop::ClosesMidReply => {
+            out.write_all(b"220 sink.test ESMTP\r\n")?;
+            let mut line = Vec::new();
+            reader.read_until(b'\n', &mut line)?;
+            out.write_all(b"250-sink.test\r\n250-PIPELI")?;
+            return out.shutdown(std::net::Shutdown::Both);
+        }
+        BadHop::Silent => {}
+    }
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(reader, &mut sink);
+    Ok(())
 }
 
 /// `MAIL FROM:<a@b> SIZE=1` -> `a@b`.
