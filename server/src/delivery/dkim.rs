@@ -83,3 +83,63 @@ impl Signer {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::EncodePrivateKey;
+
+    fn settings(dir: &std::path::Path, pem: &str) -> DkimSettings {
+        let key = dir.join("dkim.pem");
+        std::fs::write(&key, pem).expect("write the key");
+        DkimSettings {
+            domain: "example.test".into(),
+            selector: "popgate".into(),
+            key,
+            headers: vec!["from".into(), "subject".into()],
+        }
+    }
+
+    /// Both PEM forms load, and what they sign verifies with the public key over
+    /// the hash core computes.
+    #[test]
+    fn pkcs1_and_pkcs8_keys_sign_what_verifies() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let key = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).expect("a test key");
+        let pkcs1 = key
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .expect("PKCS#1");
+        let pkcs8 = key
+            .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .expect("PKCS#8");
+        let message = b"From: a@example.test\r\nSubject: s\r\n\r\nbody\r\n";
+        for pem in [pkcs1.as_str(), pkcs8.as_str()] {
+            let signer = Signer::load(&settings(dir.path(), pem)).expect("the key loads");
+            assert!(signer.applies("a@example.test", message));
+            assert!(signer.applies("", message), "From: alone is enough");
+            assert!(!signer.applies("x@other.test", b"From: x@other.test\r\n\r\n"));
+            let signed = signer.sign(message, 1_800_000_000).expect("signs");
+            let text = String::from_utf8(signed).expect("ASCII");
+            let (field, rest) = text.split_once("\r\nFrom:").expect("the field on top");
+            assert_eq!(format!("From:{rest}").as_bytes(), message);
+            assert!(field.contains(" t=1800000000;"), "{field}");
+            let params = Params {
+                timestamp: Some(1_800_000_000),
+                ..signer.params.clone()
+            };
+            let unsigned = dkim::prepare(message, &params);
+            // PKCS#1 v1.5 signatures are deterministic: the field holds this one.
+            let sig = key
+                .sign(Pkcs1v15Sign::new::<Sha256>(), &unsigned.header_hash)
+                .expect("signs");
+            assert_eq!(format!("{field}\r\n"), unsigned.finish(&sig));
+            key.to_public_key()
+                .verify(Pkcs1v15Sign::new::<Sha256>(), &unsigned.header_hash, &sig)
+                .expect("the signature verifies");
+        }
+        let bad = settings(dir.path(), "not a key");
+        let e = Signer::load(&bad).expect_err("garbage is refused");
+        assert!(format!("{e:#}").contains("relay.dkim.key"), "{e:#}");
+    }
+}
