@@ -116,13 +116,19 @@ impl MailStore {
             // file systems without hard links get a rename.
             match fs::hard_link(&tmp, &new) {
                 Ok(()) => {
-                    fs::remove_file(&tmp)?;
+                    // The message is in new/ now; a tmp/ entry left by a failed unlink is
+                    // harmless (Maildir readers clean tmp/), so it must not fail delivery.
+                    if let Err(e) = fs::remove_file(&tmp) {
+                        tracing::warn!(file = %tmp.display(), error = %e, "could not remove delivered tmp file");
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
                 Err(_) => fs::rename(&tmp, &new)?,
             }
-            sync_dir(&dir.join("new"))?;
-            sync_dir(&dir.join("tmp"))
+            // Two fsyncs, the minimum for a durable Maildir delivery: the file above and
+            // new/ here. tmp/ needs none: losing its unlink in a crash only leaves a stale
+            // tmp/ file behind, never loses or duplicates the message in new/.
+            sync_dir(&dir.join("new"))
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
