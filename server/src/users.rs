@@ -268,18 +268,8 @@ impl UserDb {
     }
 }
 
-/// A login name's canonical address: lowercase; a bare name (`taro`) is that user at
-/// the first of `domains`.
-pub fn canonical(domains: &[String], login: &str) -> String {
-    let lower = login.trim().to_ascii_lowercase();
-    if lower.contains('@') {
-        return lower;
-    }
-    match domains.first() {
-        Some(d) => format!("{lower}@{d}"),
-        None => lower,
-    }
-}
+/// A login name's canonical address (one definition, in core).
+pub use popgate_core::relay::canonical_user as canonical;
 
 fn is_comment(line: &str) -> bool {
     let t = line.trim();

@@ -445,16 +445,7 @@ impl PolicySession {
 
     /// A recipient in one of the local domains (a bare local part is local too).
     fn is_local(&self, recipient: &str) -> bool {
-        match recipient.rsplit_once('@') {
-            Some((_, domain)) => {
-                let domain = domain.strip_suffix('.').unwrap_or(domain);
-                self.config
-                    .local_domains
-                    .iter()
-                    .any(|d| d.eq_ignore_ascii_case(domain))
-            }
-            None => true,
-        }
+        crate::relay::is_local_address(&self.config.local_domains, recipient)
     }
 
     fn release_held(&mut self) {

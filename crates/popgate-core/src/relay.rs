@@ -39,10 +39,55 @@ impl RelayPolicy {
     }
 }
 
+/// DESIGN: domains compare case-insensitively and may not end in a dot; one trailing
+/// dot on the compared name (`example.test.`) is the same domain written absolutely.
+pub fn is_local_domain(local_domains: &[String], domain: &str) -> bool {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+}
+
+/// An address in one of the local domains; a bare local part (`postmaster`,
+/// RFC 5321 §4.5.1) is local too.
+pub fn is_local_address(local_domains: &[String], address: &str) -> bool {
+    match address.rsplit_once('@') {
+        Some((_, domain)) => is_local_domain(local_domains, domain),
+        None => true,
+    }
+}
+
+/// A login or address as the user database keys it: lowercased, and a bare name
+/// (`taro`) at the first local domain (DESIGN "Storage and delivery").
+pub fn canonical_user(local_domains: &[String], login: &str) -> String {
+    let lower = login.trim().to_ascii_lowercase();
+    if lower.contains('@') {
+        return lower;
+    }
+    match local_domains.first() {
+        Some(domain) => format!("{lower}@{domain}"),
+        None => lower,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::test;
+
+    #[test]
+    fn local_domains_compare_without_case() {
+        let local = vec!["example.test".to_owned()];
+        assert!(is_local_domain(&local, "Example.TEST"));
+        assert!(is_local_domain(&local, "example.test."));
+        assert!(!is_local_domain(&local, "sub.example.test"));
+        assert!(is_local_address(&local, "Taro@EXAMPLE.test"));
+        assert!(is_local_address(&local, "postmaster"));
+        assert!(!is_local_address(&local, "a@remote.test"));
+        assert_eq!(canonical_user(&local, " Taro "), "taro@example.test");
+        assert_eq!(
+            canonical_user(&local, "Hanako@Example.Test"),
+            "hanako@example.test"
+        );
+    }
 
     #[test]
     fn nothing_is_trusted_by_default_not_even_loopback() {

@@ -619,7 +619,7 @@ async fn store_bounce(ctx: &Ctx, sender: &str, bounce: Vec<u8>) -> std::io::Resu
     tokio::task::spawn_blocking(move || {
         let local = sender
             .rsplit_once('@')
-            .is_some_and(|(_, d)| shared.config.domains.iter().any(|l| l.eq_ignore_ascii_case(d)));
+            .is_some_and(|(_, d)| popgate_core::relay::is_local_domain(&shared.config.domains, d));
         if local {
             let users = shared.users();
             let targets = shared

@@ -47,7 +47,7 @@ impl SmtpPerformer {
                 .resolve(&rcpt.address)
                 .unwrap_or_else(|| vec![rcpt.address.clone()]);
             for target in targets {
-                if self.is_local_domain(&target) {
+                if popgate_core::relay::is_local_address(&self.shared.config.domains, &target) {
                     mailboxes.push(users.canonical(&target));
                 } else {
                     remote.push(target);
@@ -58,18 +58,6 @@ impl SmtpPerformer {
         mailboxes.dedup();
         remote.dedup();
         (mailboxes, remote)
-    }
-
-    fn is_local_domain(&self, address: &str) -> bool {
-        match address.rsplit_once('@') {
-            Some((_, domain)) => self
-                .shared
-                .config
-                .domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(domain)),
-            None => true,
-        }
     }
 
     /// Make the message durable everywhere it goes before answering: every local

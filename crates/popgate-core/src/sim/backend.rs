@@ -10,6 +10,7 @@ use super::{Ctx, GrantCall, Log, LoginAnswer, ReserveAnswer, SimConfig};
 use crate::event::{Event, EventKind};
 use crate::grant::{GrantTable, GrantView, LoginGrant};
 use crate::pop3::{MaildropResult, MessageMeta, MessageResult, Pop3Effect, Pop3Result, crlf_len};
+use crate::relay::canonical_user as canonical;
 use crate::sasl::{AuthResult, Credentials};
 use crate::smtp::{
     Delivery, LookupResult, ReserveResult, SmtpEffect, SmtpResult, StoreResult, return_path_header,
@@ -346,18 +347,5 @@ impl Backend {
         while let Some(event) = self.grants.poll_event() {
             log.event(event);
         }
-    }
-}
-
-/// A login or address as the user database keys it: lowercased, and a bare name at
-/// the first local domain (DESIGN "Storage and delivery").
-fn canonical(domains: &[String], login: &str) -> String {
-    let lower = login.trim().to_ascii_lowercase();
-    if lower.contains('@') {
-        return lower;
-    }
-    match domains.first() {
-        Some(domain) => format!("{lower}@{domain}"),
-        None => lower,
     }
 }

@@ -843,11 +843,9 @@ impl SmtpSession {
     /// A local domain (address literals never are).
     fn is_local(&self, mailbox: &Mailbox) -> bool {
         match &mailbox.domain {
-            Domain::Name(domain) => self
-                .config
-                .local_domains
-                .iter()
-                .any(|d| d.to_lowercase() == *domain),
+            Domain::Name(domain) => {
+                crate::relay::is_local_domain(&self.config.local_domains, domain)
+            }
             Domain::Literal(_) => false,
         }
     }
