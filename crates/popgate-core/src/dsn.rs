@@ -184,15 +184,6 @@ pub fn original_headers(message: &[u8]) -> &[u8] {
     message
 }
 
-/// RFC 5321 §6.3: how many `Received:` fields the header section has (more than 100
-/// is a loop).
-pub fn received_count(message: &[u8]) -> usize {
-    original_headers(message)
-        .split(|&b| b == b'\n')
-        .filter(|line| line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:"))
-        .count()
-}
-
 /// Text put into a header-like field: no CR or LF can end it early.
 fn clean(s: &str) -> String {
     s.chars()
@@ -290,6 +281,6 @@ mod tests {
         assert_eq!(original_headers(b"\r\nbody"), b"");
         let mut m = "Received: x\r\n".repeat(101);
         m.push_str("RECEIVED: y\r\n\r\nReceived: in the body\r\n");
-        assert_eq!(received_count(m.as_bytes()), 102);
+        assert_eq!(crate::smtp::received_headers(m.as_bytes()), 102);
     }
 }

@@ -26,6 +26,7 @@ use crate::config::RelayMode;
 use crate::queue::{Attempt, QueueEntry, RecipientState, RecipientStatus};
 use crate::serve::state::Shared;
 use popgate_core::dsn::{self, Action, DsnRecipient, Report};
+use popgate_core::smtp::return_path_header;
 use popgate_core::smtp_client::{ClientConfig, Envelope, Failure, RcptOutcome};
 use popgate_core::{Event, EventKind, Millis};
 use route::{Route, Router};
@@ -39,9 +40,6 @@ use tokio::task::JoinSet;
 /// How often the queue folder is listed for new entries and `popgate queue retry`
 /// marks: new mail leaves within this time.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// RFC 5321 §6.3: more Received fields than this is a mail loop.
-const MAX_RECEIVED: usize = 100;
 
 /// What every delivery job shares.
 #[derive(Debug)]
@@ -201,11 +199,14 @@ async fn deliver_message(ctx: &Ctx, entry: QueueEntry) {
         .collect();
     let mut results: Vec<(usize, RcptOutcome, Option<String>)> = Vec::new();
 
-    if !pending.is_empty() && dsn::received_count(&message) > MAX_RECEIVED {
+    if !pending.is_empty() && popgate_core::smtp::is_mail_loop(&message) {
         // RFC 5321 §6.3: a loop; never send it on.
         let f = Failure::permanent(
             "5.4.6",
-            format!("mail loop: more than {MAX_RECEIVED} Received header fields"),
+            format!(
+                "mail loop: more than {} Received header fields",
+                popgate_core::smtp::MAX_RECEIVED_HEADERS
+            ),
         );
         results.extend(
             pending
@@ -631,7 +632,7 @@ async fn store_bounce(ctx: &Ctx, sender: &str, bounce: Vec<u8>) -> std::io::Resu
                 let mailbox = users.canonical(&target);
                 if users.exists(&mailbox) {
                     // RFC 5321 §4.4: the bounce's Return-Path is the null path.
-                    shared.store.deliver(&mailbox, &[b"Return-Path: <>\r\n", &bounce])?;
+                    shared.store.deliver(&mailbox, &[return_path_header("").as_bytes(), &bounce])?;
                     stored.push(mailbox);
                 }
             }

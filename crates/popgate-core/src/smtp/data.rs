@@ -12,7 +12,7 @@
 //! to the end of data, and reports [`DataError::TooBig`].
 
 /// RFC 5321 §6.3: more `Received:` headers than this is a mail loop.
-pub(crate) const MAX_RECEIVED_HEADERS: usize = 100;
+pub const MAX_RECEIVED_HEADERS: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DataError {
@@ -130,7 +130,7 @@ impl DataReceiver {
         if self.size > self.max {
             return Err(DataError::TooBig);
         }
-        if received_headers(&self.message) > MAX_RECEIVED_HEADERS {
+        if is_mail_loop(&self.message) {
             return Err(DataError::Loop);
         }
         Ok(self.message)
@@ -139,7 +139,14 @@ impl DataReceiver {
 
 /// `Received:` fields in the header section (up to the first empty line); field
 /// names are case-insensitive (RFC 5322 §1.2.2), folded lines start with WSP.
-fn received_headers(message: &[u8]) -> usize {
+/// RFC 5321 §6.3: more than [`MAX_RECEIVED_HEADERS`] `Received:` fields is a loop, at
+/// DATA (554 5.4.6) and again before relaying a queued message (a bounce).
+pub fn is_mail_loop(message: &[u8]) -> bool {
+    received_headers(message) > MAX_RECEIVED_HEADERS
+}
+
+/// `Received:` fields in the message's header section (the body is not counted).
+pub fn received_headers(message: &[u8]) -> usize {
     message
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line))

@@ -16,6 +16,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+pub use data::{MAX_RECEIVED_HEADERS, is_mail_loop, received_headers};
 pub use session::SmtpSession;
 
 use crate::grant::{RelayRefusal, Reservation};
