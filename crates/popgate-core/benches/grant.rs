@@ -2,8 +2,10 @@
 //! grants. Targets: at least 5 million lookups/s on one core, at most 128 bytes per
 //! grant.
 //!
-//! * `grant_lookup/<size>`: `GrantTable::get` for a granted address (what the HTTP API
-//!   and the dashboard read).
+//! * `grant_lookup/<size>`: `GrantTable::lookup` for a granted address: what a relay
+//!   decision reads (no allocation).
+//! * `grant_view/<size>`: `GrantTable::get`, the same lookup returning an owned
+//!   `GrantView` (what the HTTP API and the dashboard read; it copies the user names).
 //! * `grant_reserve_release/<size>`: the relay hot path, the first relayed RCPT
 //!   reserving one message and RSET releasing it.
 //! * Bytes per grant: the growth of this process's resident memory while the table is
@@ -87,11 +89,23 @@ fn benches(c: &mut Criterion) {
         lookup.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| {
                 i = (i + 7919) % size;
-                black_box(table.get(Millis(1), black_box(peer(i))))
+                black_box(table.lookup(Millis(1), black_box(peer(i))))
             })
         });
     }
     lookup.finish();
+    let mut view = c.benchmark_group("grant_view");
+    for (name, size) in SIZES {
+        let table = table(size);
+        let mut i = 0u32;
+        view.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                i = (i + 7919) % size;
+                black_box(table.get(Millis(1), black_box(peer(i))))
+            })
+        });
+    }
+    view.finish();
     let mut relay = c.benchmark_group("grant_reserve_release");
     for (name, size) in SIZES {
         let mut table = table(size);

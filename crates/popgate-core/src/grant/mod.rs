@@ -54,9 +54,14 @@ use crate::net::Cidr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+#[cfg(test)]
+use std::collections::HashMap;
+use std::collections::{BTreeSet, BinaryHeap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
+
+mod store;
+use store::{Entry, Index, Names, Slab, Slot, UserId};
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests;
@@ -161,47 +166,15 @@ pub enum LoginGrant {
     Denied,
 }
 
-/// One stored grant: its public view plus what the table needs to renew and count it.
-#[derive(Clone, Debug)]
-struct Entry {
-    /// `grant.reserved` is always `holders.len()`.
-    grant: GrantView,
-    /// What a sliding refresh renews with: the configuration's, or the operator's.
-    ttl: Duration,
-    max_messages: Option<u32>,
-    /// The sessions holding a reservation on this grant.
-    holders: BTreeSet<SessionId>,
-}
-
-impl Entry {
-    /// Exact expiry: valid while `now < expires`, invalid at `expires` to the millisecond.
-    fn live(&self, now: Millis) -> bool {
-        now < self.grant.expires
-    }
-
-    /// Messages that a new reservation may take; `None`: no count limit.
-    fn available(&self) -> Option<u32> {
-        self.grant
-            .messages_left
-            .map(|left| left.saturating_sub(self.grant.reserved))
-    }
-
-    /// Every message was committed: nothing left even if every reservation is released.
-    fn spent(&self) -> bool {
-        self.grant.messages_left == Some(0)
-    }
-
-    fn sync_reserved(&mut self) {
-        self.grant.reserved = u32::try_from(self.holders.len()).unwrap_or(u32::MAX);
-    }
-
-    fn reservation(&self) -> Reservation {
-        Reservation {
-            key: self.grant.key,
-            user: self.grant.user.clone(),
-            granting_session: self.grant.session,
-        }
-    }
+/// A live grant's counts as a relay decision reads them: [`GrantTable::lookup`]
+/// answers with this, without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantStatus {
+    pub key: Cidr,
+    pub expires: Millis,
+    /// `None`: no count limit.
+    pub messages_left: Option<u32>,
+    pub reserved: u32,
 }
 
 /// User names compare case-insensitively (DESIGN: local parts match case-insensitively).
@@ -220,14 +193,20 @@ fn host_width(key: &Cidr) -> u8 {
 }
 
 /// The POP-before-SMTP grant table. See the module documentation for the calling
-/// contract and the semantics.
+/// contract and the semantics, and [`store`] for the layout.
 #[derive(Debug)]
 pub struct GrantTable {
     config: GrantConfig,
-    entries: HashMap<Cidr, Entry>,
-    /// `(expires, key)` for every entry, kept in sync with `entries`: the first element
-    /// is the next deadline, and purge walks only what expired.
-    deadlines: BTreeSet<(Millis, Cidr)>,
+    entries: Slab,
+    index: Index,
+    names: Names,
+    /// `(expires, slot)` pushed whenever an entry gets a deadline. An item whose slot
+    /// no longer holds an entry expiring then is stale and skipped (lazy deletion, so a
+    /// refresh costs a push instead of a search); the heap is rebuilt when stale items
+    /// outnumber the live ones.
+    deadlines: BinaryHeap<Reverse<(Millis, Slot)>>,
+    /// The reservations in flight: `(slot, session)`.
+    holders: HashSet<(Slot, SessionId)>,
     /// Keys a peer lookup cannot derive from the address (operator networks of a width
     /// other than the host's or the configured prefix), most specific first.
     networks: BTreeSet<(Reverse<u8>, Cidr)>,
@@ -241,12 +220,23 @@ impl Default for GrantTable {
     }
 }
 
+/// Where a peer's lookup ended: the grant that may be used, or the most telling
+/// refusal, plus the expired candidates met on the way (to remove).
+struct Found {
+    usable: Option<Slot>,
+    refusal: RelayRefusal,
+    expired: Vec<Cidr>,
+}
+
 impl GrantTable {
     pub fn new(config: GrantConfig) -> GrantTable {
         GrantTable {
             config,
-            entries: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            entries: Slab::default(),
+            index: Index::default(),
+            names: Names::default(),
+            deadlines: BinaryHeap::new(),
+            holders: HashSet::new(),
             networks: BTreeSet::new(),
             events: VecDeque::new(),
         }
@@ -313,60 +303,110 @@ impl GrantTable {
             return LoginGrant::Denied;
         }
         self.drop_if_expired(now, key);
-        let refreshed = match self.entries.get_mut(&key) {
-            Some(entry) if entry.grant.sliding || !entry.spent() => {
-                entry.grant.user = user.to_owned();
-                if !entry.grant.users.iter().any(|seen| same_user(seen, user)) {
-                    entry.grant.users.push(user.to_owned());
+        let refreshable = self.index.get(&key).filter(|&slot| {
+            self.entries
+                .get(slot)
+                .is_some_and(|e| e.sliding() || !e.spent())
+        });
+        match refreshable {
+            Some(slot) => {
+                self.refresh(now, slot, user, session, note);
+                let view = self.view_of(slot);
+                if let Some(view) = &view {
+                    self.push(
+                        now,
+                        Some(session),
+                        EventKind::GrantRefreshed {
+                            grant: view.clone(),
+                        },
+                    );
                 }
-                entry.grant.session = Some(session);
-                if note.is_some() {
-                    entry.grant.note = note.clone();
+                match view {
+                    Some(view) => LoginGrant::Refreshed(view),
+                    // Unreachable: the slot was just found holding the entry.
+                    None => LoginGrant::Denied,
                 }
-                let old_expires = entry.grant.expires;
-                if entry.grant.sliding {
-                    entry.grant.expires = now.saturating_add(entry.ttl);
-                    // Reservations in flight stay: there are never more of them than
-                    // the messages that were left, so available stays >= 0.
-                    entry.grant.messages_left = entry.max_messages;
-                }
-                Some((old_expires, entry.grant.clone()))
-            }
-            _ => None,
-        };
-        match refreshed {
-            Some((old_expires, view)) => {
-                self.reschedule(key, old_expires, view.expires);
-                self.push(
-                    now,
-                    Some(session),
-                    EventKind::GrantRefreshed {
-                        grant: view.clone(),
-                    },
-                );
-                LoginGrant::Refreshed(view)
             }
             None => {
-                let entry = Entry {
-                    grant: GrantView {
-                        key,
-                        user: user.to_owned(),
-                        users: vec![user.to_owned()],
-                        session: Some(session),
-                        created: now,
-                        expires: now.saturating_add(self.config.ttl),
-                        messages_left: self.config.max_messages,
-                        reserved: 0,
-                        sliding: self.config.sliding,
-                        note,
-                    },
-                    ttl: self.config.ttl,
-                    max_messages: self.config.max_messages,
-                    holders: BTreeSet::new(),
-                };
+                let user = self.names.acquire(user);
+                let mut entry = Entry::new(
+                    key,
+                    now,
+                    now.saturating_add(self.config.ttl),
+                    user,
+                    Some(session),
+                    self.config.max_messages,
+                    self.config.sliding,
+                );
+                if note.is_some() {
+                    entry.extra_mut().note = note;
+                }
                 LoginGrant::Created(self.insert_fresh(now, Some(session), entry))
             }
         }
+    }
+
+    /// A login on the live grant in `slot`: the login becomes its user and session and
+    /// joins its history; a sliding grant is renewed.
+    fn refresh(
+        &mut self,
+        now: Millis,
+        slot: Slot,
+        user: &str,
+        session: SessionId,
+        note: Option<String>,
+    ) {
+        let Some(entry) = self.entries.get_mut(slot) else {
+            return;
+        };
+        let names = &mut self.names;
+        let previous = entry.user;
+        let seen = match &entry.extra {
+            Some(extra) if !extra.users.is_empty() => {
+                extra.users.iter().any(|&id| same_user(names.get(id), user))
+            }
+            _ => same_user(names.get(previous), user),
+        };
+        let history_is_implicit = entry.extra.as_ref().is_none_or(|x| x.users.is_empty());
+        if history_is_implicit && (!seen || names.get(previous) != user) {
+            // The history stops being "just `user`": write it out, oldest first.
+            let first = names.share(previous);
+            entry.extra_mut().users.push(first);
+        }
+        if !seen {
+            let id = names.acquire(user);
+            entry.extra_mut().users.push(id);
+        }
+        entry.user = names.acquire(user);
+        names.release(previous);
+        entry.set_session(Some(session));
+        if note.is_some() {
+            entry.extra_mut().note = note;
+        }
+        if entry.sliding() {
+            let (ttl, max_messages) = Self::renewal(&self.config, entry);
+            let expires = now.saturating_add(ttl);
+            // Reservations in flight stay: there are never more of them than the
+            // messages that were left, so available stays >= 0.
+            entry.set_messages_left(max_messages);
+            if expires != entry.expires {
+                entry.expires = expires;
+                self.deadlines.push(Reverse((expires, slot)));
+                self.compact_deadlines();
+            }
+        }
+    }
+
+    /// What a sliding refresh renews `entry` with: the configuration's time-to-live
+    /// and count, or the operator's.
+    fn renewal(config: &GrantConfig, entry: &Entry) -> (Duration, Option<u32>) {
+        let extra = entry.extra.as_deref();
+        (
+            extra.and_then(|x| x.ttl).unwrap_or(config.ttl),
+            extra
+                .and_then(|x| x.max_messages)
+                .unwrap_or(config.max_messages),
+        )
     }
 
     /// An operator grant (CLI, HTTP API) for a network or a host. `ttl` and `messages`
@@ -381,30 +421,28 @@ impl GrantTable {
         messages: Option<u32>,
         note: Option<String>,
     ) -> GrantView {
-        let ttl = ttl.unwrap_or(self.config.ttl);
         let max_messages = match messages {
-            None => self.config.max_messages,
-            Some(0) => None,
-            Some(n) => Some(n),
+            None => None,
+            Some(0) => Some(None),
+            Some(n) => Some(Some(n)),
         };
         self.drop_if_expired(now, key);
-        let entry = Entry {
-            grant: GrantView {
-                key,
-                user: user.to_owned(),
-                users: vec![user.to_owned()],
-                session: None,
-                created: now,
-                expires: now.saturating_add(ttl),
-                messages_left: max_messages,
-                reserved: 0,
-                sliding: self.config.sliding,
-                note,
-            },
-            ttl,
-            max_messages,
-            holders: BTreeSet::new(),
-        };
+        let user = self.names.acquire(user);
+        let mut entry = Entry::new(
+            key,
+            now,
+            now.saturating_add(ttl.unwrap_or(self.config.ttl)),
+            user,
+            None,
+            max_messages.unwrap_or(self.config.max_messages),
+            self.config.sliding,
+        );
+        if ttl.is_some() || max_messages.is_some() || note.is_some() {
+            let extra = entry.extra_mut();
+            extra.ttl = ttl;
+            extra.max_messages = max_messages;
+            extra.note = note;
+        }
         self.insert_fresh(now, None, entry)
     }
 
@@ -417,60 +455,66 @@ impl GrantTable {
         peer: IpAddr,
         session: SessionId,
     ) -> Result<Reservation, RelayRefusal> {
-        // The most telling refusal wins: a spent grant over an expired one over none.
-        let mut refusal = RelayRefusal::NoGrant;
-        for key in self.candidates(peer) {
-            if self.drop_if_expired(now, key) {
-                if refusal == RelayRefusal::NoGrant {
-                    refusal = RelayRefusal::Expired;
-                }
-                continue;
-            }
-            let Some(entry) = self.entries.get_mut(&key) else {
-                continue;
-            };
-            if entry.holders.contains(&session) {
-                return Ok(entry.reservation());
-            }
-            if entry.available() == Some(0) {
-                refusal = RelayRefusal::UsedUp;
-                continue;
-            }
-            entry.holders.insert(session);
-            entry.sync_reserved();
-            let reservation = entry.reservation();
+        let found = self.find(now, peer, Some(session));
+        for key in found.expired {
+            self.drop_if_expired(now, key);
+        }
+        let slot = found.usable.ok_or(found.refusal)?;
+        let fresh = self.holders.insert((slot, session));
+        let Some(entry) = self.entries.get_mut(slot) else {
+            return Err(RelayRefusal::NoGrant);
+        };
+        if fresh {
+            entry.reserved += 1;
+        }
+        let reservation = Reservation {
+            key: entry.key,
+            user: self.names.get(entry.user).to_owned(),
+            granting_session: entry.session(),
+        };
+        if fresh {
             self.push(
                 now,
                 Some(session),
                 EventKind::GrantReserved {
-                    key,
+                    key: reservation.key,
                     user: reservation.user.clone(),
                 },
             );
-            return Ok(reservation);
         }
-        Err(refusal)
+        Ok(reservation)
+    }
+
+    /// The live grant covering `peer` that a relay may use, without changing anything
+    /// or allocating: what a relay decision reads. `None` when no live grant covers it.
+    pub fn lookup(&self, now: Millis, peer: IpAddr) -> Option<GrantStatus> {
+        let slot = self.first_live(now, peer)?;
+        let entry = self.entries.get(slot)?;
+        Some(GrantStatus {
+            key: entry.key,
+            expires: entry.expires,
+            messages_left: entry.messages_left(),
+            reserved: entry.reserved,
+        })
     }
 
     /// The relayed message was accepted (250 after end of data): the reservation
     /// becomes a used message. A no-op when `session` holds no reservation on `key`
     /// (the grant was revoked, purged or replaced meanwhile, or this is a repeat).
     pub fn commit(&mut self, now: Millis, key: Cidr, session: SessionId) {
-        let Some(entry) = self.entries.get_mut(&key) else {
+        let Some(slot) = self.take_reservation(key, session) else {
             return;
         };
-        if !entry.holders.remove(&session) {
+        let Some(entry) = self.entries.get_mut(slot) else {
             return;
-        }
-        entry.sync_reserved();
-        if let Some(left) = entry.grant.messages_left.as_mut() {
-            // Never saturates: a reservation is only taken while left > reserved.
-            *left = left.saturating_sub(1);
-        }
+        };
+        // Never saturates: a reservation is only taken while left > reserved.
+        let left = entry.messages_left().map(|left| left.saturating_sub(1));
+        entry.set_messages_left(left);
         let kind = EventKind::GrantUsed {
             key,
-            user: entry.grant.user.clone(),
-            messages_left: entry.grant.messages_left,
+            user: self.names.get(entry.user).to_owned(),
+            messages_left: left,
         };
         self.push(now, Some(session), kind);
     }
@@ -478,14 +522,20 @@ impl GrantTable {
     /// RSET, QUIT, a dropped connection or a refused message: the reserved message is
     /// available again. A no-op when `session` holds no reservation on `key`.
     pub fn release(&mut self, now: Millis, key: Cidr, session: SessionId) {
-        let Some(entry) = self.entries.get_mut(&key) else {
-            return;
-        };
-        if !entry.holders.remove(&session) {
-            return;
+        if self.take_reservation(key, session).is_some() {
+            self.push(now, Some(session), EventKind::GrantReleased { key });
         }
-        entry.sync_reserved();
-        self.push(now, Some(session), EventKind::GrantReleased { key });
+    }
+
+    /// Drop `session`'s reservation on the grant stored under `key`, if it holds one.
+    fn take_reservation(&mut self, key: Cidr, session: SessionId) -> Option<Slot> {
+        let slot = self.index.get(&key)?;
+        if !self.holders.remove(&(slot, session)) {
+            return None;
+        }
+        let entry = self.entries.get_mut(slot)?;
+        entry.reserved = entry.reserved.saturating_sub(1);
+        Some(slot)
     }
 
     /// Operator revoke of the grant stored under exactly `key`. False when there is no
@@ -514,17 +564,11 @@ impl GrantTable {
     /// [`revoke_user`](GrantTable::revoke_user) with the reason the events carry, e.g.
     /// [`reason::PASSWORD_CHANGED`].
     pub fn revoke_user_with_reason(&mut self, now: Millis, user: &str, reason: &str) -> usize {
-        // Walk in expiry order, not hash order, so the events come out the same every run.
-        let keys: Vec<Cidr> = self
-            .deadlines
-            .iter()
-            .map(|&(_, key)| key)
-            .filter(|key| {
-                self.entries
-                    .get(key)
-                    .is_some_and(|entry| entry.grant.users.iter().any(|seen| same_user(seen, user)))
-            })
-            .collect();
+        let keys = self.keys_by_expiry(|table, entry| {
+            table
+                .users_of(entry)
+                .any(|seen| same_user(table.names.get(seen), user))
+        });
         keys.into_iter()
             .filter(|&key| self.revoke(now, key, reason))
             .count()
@@ -532,7 +576,7 @@ impl GrantTable {
 
     /// Revoke every grant. Returns how many live grants were revoked.
     pub fn flush(&mut self, now: Millis) -> usize {
-        let keys: Vec<Cidr> = self.deadlines.iter().map(|&(_, key)| key).collect();
+        let keys = self.keys_by_expiry(|_, _| true);
         keys.into_iter()
             .filter(|&key| self.revoke(now, key, reason::FLUSHED))
             .count()
@@ -540,20 +584,21 @@ impl GrantTable {
 
     /// The live grant covering `peer`, the most specific first.
     pub fn get(&self, now: Millis, peer: IpAddr) -> Option<GrantView> {
-        self.candidates(peer)
-            .into_iter()
-            .filter_map(|key| self.entries.get(&key))
-            .find(|entry| entry.live(now))
-            .map(|entry| entry.grant.clone())
+        self.first_live(now, peer)
+            .and_then(|slot| self.view_of(slot))
     }
 
     /// Every live grant, soonest expiry first.
     pub fn list(&self, now: Millis) -> Vec<GrantView> {
-        self.deadlines
+        let mut live: Vec<(Millis, Cidr, Slot)> = self
+            .entries
             .iter()
-            .skip_while(|&&(expires, _)| expires <= now)
-            .filter_map(|(_, key)| self.entries.get(key))
-            .map(|entry| entry.grant.clone())
+            .filter(|(_, e)| e.live(now))
+            .map(|(slot, e)| (e.expires, e.key, slot))
+            .collect();
+        live.sort_unstable();
+        live.into_iter()
+            .filter_map(|(_, _, slot)| self.view_of(slot))
             .collect()
     }
 
@@ -563,21 +608,33 @@ impl GrantTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// Remove every grant with `expires <= now` (a `GrantExpired` event each, in
     /// expiry order) and return the next deadline, so the driver sleeps exactly until
-    /// then. O(expired).
+    /// then. O(expired log n).
     pub fn purge(&mut self, now: Millis) -> Option<Millis> {
-        while let Some(&(expires, key)) = self.deadlines.first() {
-            if expires > now {
-                return Some(expires);
+        let mut due = Vec::new();
+        while let Some(deadline) = self.next_deadline() {
+            if deadline > now {
+                break;
             }
-            self.remove(key);
-            self.push(now, None, EventKind::GrantExpired { key });
+            if let Some(Reverse((expires, slot))) = self.deadlines.pop()
+                && let Some(entry) = self.entries.get(slot)
+            {
+                due.push((expires, entry.key));
+            }
         }
-        None
+        // The order of keys sharing an expiry is the keys' own, not the slots'.
+        due.sort_unstable();
+        due.dedup();
+        for (_, key) in due {
+            if self.remove(key).is_some() {
+                self.push(now, None, EventKind::GrantExpired { key });
+            }
+        }
+        self.next_deadline()
     }
 
     /// The next change to publish, oldest first.
@@ -589,24 +646,131 @@ impl GrantTable {
         self.events.push_back(Event::new(now, session, kind));
     }
 
+    /// The soonest deadline of a stored entry, dropping stale heap items on the way.
+    fn next_deadline(&mut self) -> Option<Millis> {
+        while let Some(&Reverse((expires, slot))) = self.deadlines.peek() {
+            if self.entries.get(slot).is_some_and(|e| e.expires == expires) {
+                return Some(expires);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    /// Rebuild the deadline heap once stale items outnumber the entries, so refreshes
+    /// cannot grow it without bound.
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() > 2 * self.entries.len() + 64 {
+            self.deadlines = self
+                .entries
+                .iter()
+                .map(|(slot, e)| Reverse((e.expires, slot)))
+                .collect();
+        }
+    }
+
     /// The keys that may hold a grant covering `peer`, most specific first: its host
-    /// key, its masked key, and the operator networks that contain it.
-    fn candidates(&self, peer: IpAddr) -> Vec<Cidr> {
+    /// key, its masked key, and the operator networks that contain it (merged in by
+    /// prefix). No allocation.
+    fn candidates(&self, peer: IpAddr) -> impl Iterator<Item = Cidr> + '_ {
         let host = Cidr::host(peer);
         let masked = self.key_for(peer);
-        let mut keys = vec![host];
-        if masked != host {
-            keys.push(masked);
+        let mut masked = (masked != host).then_some(masked);
+        let mut networks = self
+            .networks
+            .iter()
+            .map(|&(_, net)| net)
+            .filter(move |net| net.contains(peer))
+            .peekable();
+        // Networks are never derivable keys, so none equals the host or masked key.
+        std::iter::once(host).chain(std::iter::from_fn(move || match masked {
+            Some(m) if networks.peek().is_none_or(|n| n.prefix() < m.prefix()) => {
+                masked = None;
+                Some(m)
+            }
+            _ => networks.next(),
+        }))
+    }
+
+    /// The most specific live entry covering `peer`.
+    fn first_live(&self, now: Millis, peer: IpAddr) -> Option<Slot> {
+        self.candidates(peer)
+            .filter_map(|key| self.index.get(&key))
+            .find(|&slot| self.entries.get(slot).is_some_and(|e| e.live(now)))
+    }
+
+    /// The grant a relay from `peer` may reserve on (the most specific live one with a
+    /// message available, or the one `session` already holds), else the most telling
+    /// refusal: a spent grant over an expired one over none.
+    fn find(&self, now: Millis, peer: IpAddr, session: Option<SessionId>) -> Found {
+        let mut found = Found {
+            usable: None,
+            refusal: RelayRefusal::NoGrant,
+            expired: Vec::new(),
+        };
+        for key in self.candidates(peer) {
+            let Some(slot) = self.index.get(&key) else {
+                continue;
+            };
+            let Some(entry) = self.entries.get(slot) else {
+                continue;
+            };
+            if !entry.live(now) {
+                found.expired.push(key);
+                if found.refusal == RelayRefusal::NoGrant {
+                    found.refusal = RelayRefusal::Expired;
+                }
+                continue;
+            }
+            if session.is_some_and(|s| self.holders.contains(&(slot, s)))
+                || entry.available() != Some(0)
+            {
+                found.usable = Some(slot);
+                return found;
+            }
+            found.refusal = RelayRefusal::UsedUp;
         }
-        keys.extend(
-            self.networks
-                .iter()
-                .map(|&(_, net)| net)
-                .filter(|net| net.contains(peer)),
-        );
-        keys.sort_by_key(|key| Reverse(key.prefix()));
-        keys.dedup();
-        keys
+        found
+    }
+
+    /// Every user in the entry's history, oldest first.
+    fn users_of<'a>(&self, entry: &'a Entry) -> impl Iterator<Item = UserId> + 'a {
+        let history = entry.extra.as_ref().map(|x| &x.users[..]).unwrap_or(&[]);
+        let implicit = history.is_empty().then_some(entry.user);
+        history.iter().copied().chain(implicit)
+    }
+
+    /// The public view of the entry in `slot`.
+    fn view_of(&self, slot: Slot) -> Option<GrantView> {
+        let entry = self.entries.get(slot)?;
+        Some(GrantView {
+            key: entry.key,
+            user: self.names.get(entry.user).to_owned(),
+            users: self
+                .users_of(entry)
+                .map(|id| self.names.get(id).to_owned())
+                .collect(),
+            session: entry.session(),
+            created: entry.created,
+            expires: entry.expires,
+            messages_left: entry.messages_left(),
+            reserved: entry.reserved,
+            sliding: entry.sliding(),
+            note: entry.note().map(str::to_owned),
+        })
+    }
+
+    /// The keys of the entries `keep` selects, in expiry order (then key order), so
+    /// events come out the same every run.
+    fn keys_by_expiry(&self, keep: impl Fn(&GrantTable, &Entry) -> bool) -> Vec<Cidr> {
+        let mut keys: Vec<(Millis, Cidr)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| keep(self, e))
+            .map(|(_, e)| (e.expires, e.key))
+            .collect();
+        keys.sort_unstable();
+        keys.into_iter().map(|(_, key)| key).collect()
     }
 
     /// True when a peer lookup finds `key` without the side set of networks.
@@ -621,28 +785,47 @@ impl GrantTable {
 
     /// Remove the entry under `key` if it has expired, with its `GrantExpired` event.
     fn drop_if_expired(&mut self, now: Millis, key: Cidr) -> bool {
-        if self.entries.get(&key).is_some_and(|entry| !entry.live(now)) {
+        let expired = self
+            .index
+            .get(&key)
+            .and_then(|slot| self.entries.get(slot))
+            .is_some_and(|entry| !entry.live(now));
+        if expired {
             self.remove(key);
             self.push(now, None, EventKind::GrantExpired { key });
-            true
-        } else {
-            false
         }
+        expired
     }
 
     /// Store a fresh grant (replacing any entry on its key, else making room) and emit
     /// `GrantCreated`.
     fn insert_fresh(&mut self, now: Millis, session: Option<SessionId>, entry: Entry) -> GrantView {
-        let key = entry.grant.key;
+        let key = entry.key;
         if self.remove(key).is_none() {
             self.make_room(now);
         }
-        let view = entry.grant.clone();
-        self.deadlines.insert((view.expires, key));
+        let expires = entry.expires;
+        let slot = self.entries.insert(entry);
+        self.index.insert(key, slot);
+        self.deadlines.push(Reverse((expires, slot)));
+        self.compact_deadlines();
         if !self.derivable(&key) {
             self.networks.insert((Reverse(key.prefix()), key));
         }
-        self.entries.insert(key, entry);
+        let view = self.view_of(slot);
+        let view = view.unwrap_or_else(|| GrantView {
+            // Unreachable: the slot was just filled.
+            key,
+            user: String::new(),
+            users: Vec::new(),
+            session,
+            created: now,
+            expires,
+            messages_left: None,
+            reserved: 0,
+            sliding: self.config.sliding,
+            note: None,
+        });
         self.push(
             now,
             session,
@@ -655,15 +838,36 @@ impl GrantTable {
 
     /// At `max_entries`, evict the grants closest to expiry until one more fits (a
     /// table of zero entries would refuse every login, so it holds at least one). An
-    /// entry already expired goes as expired, not as evicted.
+    /// entry already expired goes as expired, not as evicted. Among grants expiring at
+    /// the same millisecond the lowest key goes first.
     fn make_room(&mut self, now: Millis) {
         let cap = self.config.max_entries.max(1);
         while self.entries.len() >= cap {
-            let Some(&(expires, key)) = self.deadlines.first() else {
+            let Some(soonest) = self.next_deadline() else {
                 break;
             };
+            let mut tied = Vec::new();
+            while let Some(&Reverse((expires, slot))) = self.deadlines.peek() {
+                if expires != soonest {
+                    break;
+                }
+                self.deadlines.pop();
+                if let Some(entry) = self.entries.get(slot)
+                    && entry.expires == expires
+                {
+                    tied.push((entry.key, slot));
+                }
+            }
+            tied.sort_unstable();
+            tied.dedup();
+            let Some(&(key, _)) = tied.first() else {
+                break;
+            };
+            for &(_, slot) in &tied[1..] {
+                self.deadlines.push(Reverse((soonest, slot)));
+            }
             self.remove(key);
-            let kind = if expires <= now {
+            let kind = if soonest <= now {
                 EventKind::GrantExpired { key }
             } else {
                 EventKind::GrantRevoked {
@@ -675,60 +879,94 @@ impl GrantTable {
         }
     }
 
-    /// Remove `key` from every index. No event: the caller says why it went.
-    fn remove(&mut self, key: Cidr) -> Option<Entry> {
-        let entry = self.entries.remove(&key)?;
-        self.deadlines.remove(&(entry.grant.expires, key));
+    /// Remove `key` from every index. No event: the caller says why it went. Its
+    /// deadline stays in the heap, stale.
+    fn remove(&mut self, key: Cidr) -> Option<()> {
+        let slot = self.index.remove(&key)?;
+        let entry = self.entries.remove(slot)?;
         self.networks.remove(&(Reverse(key.prefix()), key));
-        Some(entry)
+        if entry.reserved > 0 {
+            self.holders.retain(|&(held, _)| held != slot);
+        }
+        self.names.release(entry.user);
+        if let Some(extra) = entry.extra {
+            for id in extra.users {
+                self.names.release(id);
+            }
+        }
+        Some(())
     }
 
-    fn reschedule(&mut self, key: Cidr, old: Millis, new: Millis) {
-        if old != new {
-            self.deadlines.remove(&(old, key));
-            self.deadlines.insert((new, key));
-        }
+    /// The stored entry under `key`, expired or not (for tests).
+    #[cfg(test)]
+    fn stored(&self, key: &Cidr) -> Option<&Entry> {
+        self.entries.get(self.index.get(key)?)
+    }
+
+    /// True when `session` holds a reservation on the grant stored under `key`.
+    #[cfg(test)]
+    fn holds(&self, key: &Cidr, session: SessionId) -> bool {
+        self.index
+            .get(key)
+            .is_some_and(|slot| self.holders.contains(&(slot, session)))
     }
 
     /// Every index agrees with every other, and every count is within its bounds.
     #[cfg(test)]
     fn check_invariants(&self) -> Result<(), String> {
-        if self.deadlines.len() != self.entries.len() {
+        if self.index.len() != self.entries.len() {
             return Err(format!(
-                "{} deadlines for {} entries",
-                self.deadlines.len(),
+                "{} index keys for {} entries",
+                self.index.len(),
                 self.entries.len()
             ));
         }
-        for &(expires, key) in &self.deadlines {
-            let entry = self
-                .entries
-                .get(&key)
-                .ok_or_else(|| format!("deadline for {key} without an entry"))?;
-            if entry.grant.expires != expires || entry.grant.key != key {
-                return Err(format!(
-                    "deadline ({expires:?}, {key}) disagrees with its entry"
-                ));
+        let scheduled: HashSet<(Millis, Slot)> =
+            self.deadlines.iter().map(|&Reverse(item)| item).collect();
+        let mut refs: HashMap<u32, u32> = HashMap::new();
+        for (slot, entry) in self.entries.iter() {
+            let key = entry.key;
+            if self.index.get(&key) != Some(slot) {
+                return Err(format!("{key}: index does not point at its slot"));
             }
-            if entry.grant.reserved as usize != entry.holders.len() {
+            if !scheduled.contains(&(entry.expires, slot)) {
+                return Err(format!("{key}: no deadline at its expiry"));
+            }
+            let held = self.holders.iter().filter(|&&(s, _)| s == slot).count();
+            if entry.reserved as usize != held {
                 return Err(format!("{key}: reserved disagrees with the holders"));
             }
-            match (entry.grant.messages_left, entry.max_messages) {
+            let (_, max) = Self::renewal(&self.config, entry);
+            match (entry.messages_left(), max) {
                 (None, None) => {}
-                (Some(left), Some(max)) if left <= max && entry.grant.reserved <= left => {}
+                (Some(left), Some(max)) if left <= max && entry.reserved <= left => {}
                 other => {
                     return Err(format!(
                         "{key}: messages (left, max) {other:?} with {} reserved",
-                        entry.grant.reserved
+                        entry.reserved
                     ));
                 }
             }
             if self.derivable(&key) == self.networks.contains(&(Reverse(key.prefix()), key)) {
                 return Err(format!("{key}: networks index out of sync"));
             }
+            *refs.entry(entry.user.0).or_default() += 1;
+            for id in entry.extra.iter().flat_map(|x| &x.users) {
+                *refs.entry(id.0).or_default() += 1;
+            }
         }
         if self.networks.len() > self.entries.len() {
             return Err("networks index holds removed keys".to_owned());
+        }
+        if self
+            .holders
+            .iter()
+            .any(|&(slot, _)| self.entries.get(slot).is_none())
+        {
+            return Err("a reservation on an empty slot".to_owned());
+        }
+        if refs != self.names.refs() {
+            return Err("user name references disagree with the entries".to_owned());
         }
         Ok(())
     }

@@ -126,9 +126,9 @@ fn run(config: GrantConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Reserve { peer, session } => {
                 if let Ok(r) = t.reserve(now, ip(PEERS[peer]), SessionId(session)) {
-                    let entry = t.entries.get(&r.key);
-                    prop_assert!(entry.is_some_and(|e| now < e.grant.expires));
-                    prop_assert!(entry.is_some_and(|e| e.holders.contains(&SessionId(session))));
+                    let entry = t.stored(&r.key);
+                    prop_assert!(entry.is_some_and(|e| now < e.expires));
+                    prop_assert!(t.holds(&r.key, SessionId(session)));
                     if !held.contains(&(r.key, SessionId(session))) {
                         held.push((r.key, SessionId(session)));
                     }
@@ -173,8 +173,8 @@ fn run(config: GrantConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Purge => {
                 let next = t.purge(now);
                 // Nothing due is left, and the deadline is the soonest remaining.
-                prop_assert!(t.entries.values().all(|e| e.grant.expires > now));
-                prop_assert_eq!(next, t.entries.values().map(|e| e.grant.expires).min());
+                prop_assert!(t.entries.iter().all(|(_, e)| e.expires > now));
+                prop_assert_eq!(next, t.entries.iter().map(|(_, e)| e.expires).min());
             }
         }
 
@@ -218,9 +218,7 @@ fn run(config: GrantConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 EventKind::GrantExpired { key } | EventKind::GrantRevoked { key, .. } => {
                     prop_assert!(lifetimes.remove(&key).is_some(), "{key} ended twice");
-                    prop_assert!(
-                        !t.entries.contains_key(&key) || t.entries[&key].grant.created == now
-                    );
+                    prop_assert!(t.stored(&key).is_none_or(|e| e.created == now));
                 }
                 EventKind::GrantReserved { .. }
                 | EventKind::GrantReleased { .. }
@@ -237,7 +235,7 @@ fn run(config: GrantConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert!(listed.windows(2).all(|w| w[0].expires <= w[1].expires));
         prop_assert_eq!(
             listed.len(),
-            t.entries.values().filter(|e| e.live(now)).count()
+            t.entries.iter().filter(|(_, e)| e.live(now)).count()
         );
     }
     Ok(())
