@@ -224,6 +224,7 @@ pub struct Strings {
     pub refusal_expired: &'static str,
     pub refusal_used_up: &'static str,
     pub refusal_auth_required: &'static str,
+    pub refusal_grant_switched_off: &'static str,
 
     // Messages.
     pub message_title: &'static str,
@@ -416,6 +417,7 @@ pub static EN: Strings = Strings {
     refusal_expired: "grant expired",
     refusal_used_up: "grant used up",
     refusal_auth_required: "AUTH required",
+    refusal_grant_switched_off: "POP before SMTP switched off for this user",
 
     message_title: "Message",
     messages_title: "Recent messages",

@@ -250,6 +250,23 @@ pub enum EventKind {
 mod tests {
     use super::*;
     use crate::testing::test;
+    /// `grant.mode = "warn"`: a relay on this grant was allowed, and the message is
+    /// marked (see [`crate::migration`]). Once per transaction.
+    GrantRelayWarned {
+        key: Cidr,
+        user: String,
+    },
+    /// `grant.mode = "off"`: a relay that would have used this grant was refused
+    /// (the `RelayDecision` says `grant_switched_off`).
+    GrantRelayRefused {
+        key: Cidr,
+        user: String,
+    },
+    /// The migration notice (how to set up authenticated submission) was delivered
+    /// to the user's mailbox.
+    MigrationNoticeSent {
+        user: String,
+    },
 
     #[test]
     fn serialises_externally_tagged() {

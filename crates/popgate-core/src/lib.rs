@@ -20,6 +20,7 @@
 //! * [`grant`]: the POP-before-SMTP grant table (the heart).
 //! * [`relay`]: per-listener relay policy.
 //! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
+//! * [`migration`]: grant modes (on, warn, off) and who still depends on grants.
 //! * [`throttle`]: the progressive per-address login-failure delay.
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449, 2595 STLS, 5034 AUTH).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
@@ -44,6 +45,7 @@ pub mod pop3;
 pub mod relay;
 pub mod reply;
 pub mod sasl;
+pub mod migration;
 pub mod sim;
 pub mod smtp;
 pub mod smtp_client;

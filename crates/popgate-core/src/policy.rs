@@ -32,6 +32,7 @@
 use crate::event::{CloseReason, Event, EventKind, Protocol, RelayOutcome, SessionId};
 use crate::grant::{RelayRefusal, Reservation};
 use crate::line::{Line, LineReader};
+use crate::migration::{GrantMode, GrantModes};
 use crate::net::Cidr;
 use crate::smtp::ReserveResult;
 use crate::time::Millis;
@@ -65,6 +66,10 @@ pub struct PolicyConfig {
     /// Close a connection idle this long (Postfix's `smtpd_policy_service_max_idle`
     /// is 300 s; a longer one here never cuts Postfix off first).
     pub idle_timeout: Duration,
+    /// `grant.mode` per user ([`crate::migration`]): `off` answers DUNNO where the
+    /// grant would have answered OK (Postfix's own restrictions then refuse the relay),
+    /// `warn` answers OK and records the warning.
+    pub grant_modes: GrantModes,
 }
 
 impl Default for PolicyConfig {
@@ -74,6 +79,7 @@ impl Default for PolicyConfig {
             max_line: 4096,
             max_request: 64 * 1024,
             idle_timeout: Duration::from_secs(600),
+            grant_modes: GrantModes::default(),
         }
     }
 }
@@ -261,7 +267,23 @@ impl PolicySession {
             return;
         }
         match result {
+            ReserveResult::Reserved(reservation)
+                if self.config.grant_modes.mode_for(&reservation.user) == GrantMode::Off =>
+            {
+                self.effects.push_back(PolicyEffect::ReleaseGrant {
+                    key: reservation.key,
+                });
+                let (key, user) = (reservation.key, reservation.user);
+                self.event(now, EventKind::GrantRelayRefused { key, user });
+                let reason = RelayRefusal::GrantSwitchedOff;
+                self.decision(now, &pending.recipient, RelayOutcome::Denied { reason });
+                self.answer(now, ACTION_DUNNO);
+            }
             ReserveResult::Reserved(reservation) => {
+                if self.config.grant_modes.mode_for(&reservation.user) == GrantMode::Warn {
+                    let (key, user) = (reservation.key, reservation.user.clone());
+                    self.event(now, EventKind::GrantRelayWarned { key, user });
+                }
                 self.decision(now, &pending.recipient, grant_outcome(&reservation));
                 self.held = Some(Held {
                     instance: pending.instance,

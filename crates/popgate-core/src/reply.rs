@@ -83,6 +83,9 @@ smtp_replies! {
     GREETING = 220 "" "ESMTP popgate";
     /// RFC 5321 §4.1.1.1: HELO/EHLO; the session writes its hostname (and EHLO keywords).
     HELLO = 250 "" "";
+    /// `grant.mode = "off"`: a relay that would have used a POP-before-SMTP grant; the
+    /// text is configurable (`[migration] off_text`), this is its default.
+    GRANT_SWITCHED_OFF = 554 "5.7.1" "POP before SMTP is switched off: use authenticated submission (SMTP AUTH) on port 587";
     /// A temporary failure looking up a recipient or a grant (not storing).
     TEMP_FAILURE = 451 "4.3.0" "Temporary failure, try again later";
     /// RFC 5321 §4.1.2 path syntax (RFC 3463 §3.2: X.1.3 bad destination syntax).

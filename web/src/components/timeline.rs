@@ -24,6 +24,7 @@ pub fn refusal(s: &Strings, reason: RelayRefusal) -> &'static str {
         RelayRefusal::Expired => s.refusal_expired,
         RelayRefusal::UsedUp => s.refusal_used_up,
         RelayRefusal::AuthRequired => s.refusal_auth_required,
+        RelayRefusal::GrantSwitchedOff => s.refusal_grant_switched_off,
     }
 }
 
@@ -48,6 +49,7 @@ pub fn refusal_id(reason: RelayRefusal) -> &'static str {
         RelayRefusal::Expired => "expired",
         RelayRefusal::UsedUp => "used_up",
         RelayRefusal::AuthRequired => "auth_required",
+        RelayRefusal::GrantSwitchedOff => "grant_switched_off",
     }
 }
 
@@ -443,6 +445,7 @@ mod tests {
             RelayRefusal::Expired,
             RelayRefusal::UsedUp,
             RelayRefusal::AuthRequired,
+            RelayRefusal::GrantSwitchedOff,
         ] {
             assert!(!refusal(&EN, r).is_empty());
             // The stable name is serde's, so tests can match the API's JSON too.

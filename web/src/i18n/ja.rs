@@ -111,6 +111,7 @@ pub static JA: Strings = Strings {
     refusal_expired: "グラントが失効",
     refusal_used_up: "グラントの通数を使い切り",
     refusal_auth_required: "AUTH が必要",
+    refusal_grant_switched_off: "このユーザーの POP before SMTP は停止済み",
 
     message_title: "メッセージ",
     messages_title: "最近のメッセージ",

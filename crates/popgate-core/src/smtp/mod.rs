@@ -17,9 +17,11 @@ mod session;
 mod tests;
 
 pub use data::{MAX_RECEIVED_HEADERS, is_mail_loop, received_headers};
+pub use received::WARN_MARKER;
 pub use session::SmtpSession;
 
 use crate::grant::{RelayRefusal, Reservation};
+use crate::migration::GrantModes;
 use crate::net::Cidr;
 use crate::relay::RelayPolicy;
 use crate::sasl::{AuthResult, Credentials};
@@ -60,6 +62,11 @@ pub struct SmtpConfig {
     pub sender_policy: SenderPolicy,
     /// Failed AUTH attempts (535) in one session before 421 4.7.0 and close.
     pub max_auth_failures: u32,
+    /// What a relay on a grant does, per user (`grant.mode`, [`crate::migration`]).
+    pub grant_modes: GrantModes,
+    /// The text after `554 5.7.1` when grants are off for the user; empty: the
+    /// default of [`crate::reply::GRANT_SWITCHED_OFF`].
+    pub grant_off_text: String,
 }
 
 /// Whether an authenticated user may send as any address.
@@ -90,6 +97,8 @@ impl Default for SmtpConfig {
             cram_md5: false,
             sender_policy: SenderPolicy::Reject,
             max_auth_failures: 3,
+            grant_modes: GrantModes::default(),
+            grant_off_text: String::new(),
         }
     }
 }

@@ -15,6 +15,8 @@ pub(crate) struct Stamp<'a> {
     pub id: &'a str,
     /// The user whose POP-before-SMTP grant relayed this message.
     pub grant_user: Option<&'a str>,
+    /// Grants are in `warn` mode for that user: the header says so.
+    pub grant_warn: bool,
     /// The user who authenticated with SMTP AUTH, recorded so that abuse can be
     /// traced to an account (the protocol name already says ESMTPA, RFC 3848 §2).
     pub auth_user: Option<&'a str>,
@@ -23,6 +25,11 @@ pub(crate) struct Stamp<'a> {
     pub single_recipient: Option<&'a str>,
     pub now: Millis,
 }
+
+/// What a message relayed on a grant in `warn` mode carries in its `Received:` header
+/// comment, so the recipient's side (and a filter) can see the sender has to move to
+/// authenticated submission before grants are switched off.
+pub const WARN_MARKER: &str = "grant.mode=warn: POP before SMTP is being switched off";
 
 /// RFC 3848 §2 (and RFC 6531 §3.7.3 when SMTPUTF8 is used): the WITH protocol.
 pub(crate) fn with_protocol(esmtp: bool, smtputf8: bool, tls: bool, auth: bool) -> &'static str {
@@ -55,6 +62,10 @@ pub(crate) fn received_header(stamp: &Stamp<'_>) -> String {
             "\r\n\t(relayed on a POP-before-SMTP grant for {})",
             comment_text(user)
         ));
+        // A line of its own keeps the header within RFC 5322 §2.1.1's 78 characters.
+        if stamp.grant_warn {
+            header.push_str(&format!("\r\n\t({WARN_MARKER})"));
+        }
     }
     if let Some(user) = stamp.auth_user {
         header.push_str(&format!("\r\n\t(authenticated as {})", comment_text(user)));
@@ -95,6 +106,7 @@ mod tests {
             with: "ESMTP",
             id: "A1.7.1",
             grant_user,
+            grant_warn: false,
             auth_user: None,
             single_recipient: rcpt,
             now: Millis(1_795_893_491_000),
@@ -121,6 +133,20 @@ mod tests {
              \tby mail.example.test (popgate) with ESMTP id A1.7.1\r\n\
              \t(relayed on a POP-before-SMTP grant for alice?x?@example.test);\r\n\
              \tSat, 28 Nov 2026 19:18:11 +0000\r\n"
+        );
+    }
+
+    #[test]
+    fn a_warned_grant_relay_is_marked() {
+        let mut s = stamp(Some("alice@example.test"), Some("x@remote.example"));
+        s.grant_warn = true;
+        assert_eq!(
+            received_header(&s),
+            "Received: from client.example ([192.0.2.7])\r\n\
+             \tby mail.example.test (popgate) with ESMTP id A1.7.1\r\n\
+             \t(relayed on a POP-before-SMTP grant for alice@example.test)\r\n\
+             \t(grant.mode=warn: POP before SMTP is being switched off)\r\n\
+             \tfor <x@remote.example>; Sat, 28 Nov 2026 19:18:11 +0000\r\n"
         );
     }
 

@@ -11,6 +11,7 @@ use crate::Secret;
 use crate::event::{CloseReason, Event, EventKind, Protocol, RelayOutcome, SessionId};
 use crate::grant::{RelayRefusal, Reservation};
 use crate::line::{Line, LineReader};
+use crate::migration::GrantMode;
 use crate::net::is_local_host;
 use crate::reply::{self, SmtpReply};
 use crate::sasl::{self, AuthResult, Mechanism, SaslError, SaslExchange, Step};
@@ -134,6 +135,8 @@ struct Transaction {
     reservation: Option<Reservation>,
     /// The granting or authenticated user, once a recipient is relayed for one.
     relayed_for: Option<String>,
+    /// The reservation's user is in `grant.mode = "warn"`: mark the message.
+    grant_warned: bool,
 }
 
 #[derive(Debug)]
@@ -765,6 +768,7 @@ impl SmtpSession {
             recipients: Vec::new(),
             reservation: None,
             relayed_for: None,
+            grant_warned: false,
         });
         self.event(now, EventKind::MailFrom { from });
         self.reply(now, reply::SENDER_OK.line());
@@ -904,6 +908,18 @@ impl SmtpSession {
     fn reserve_done(&mut self, now: Millis, address: String, result: ReserveResult) {
         match result {
             ReserveResult::Reserved(r) => {
+                let mode = self.config.grant_modes.mode_for(&r.user);
+                if mode == GrantMode::Off {
+                    return self.switched_off(now, address, r);
+                }
+                if mode == GrantMode::Warn && self.transaction.is_some() {
+                    // One reservation per transaction: warned once per message.
+                    let (key, user) = (r.key, r.user.clone());
+                    self.event(now, EventKind::GrantRelayWarned { key, user });
+                    if let Some(tx) = &mut self.transaction {
+                        tx.grant_warned = true;
+                    }
+                }
                 let outcome = grant_outcome(&r);
                 match &mut self.transaction {
                     Some(tx) => {
@@ -935,6 +951,35 @@ impl SmtpSession {
         }
         self.decision(now, address, outcome.unwrap_or(RelayOutcome::Local));
         self.reply(now, reply::RECIPIENT_OK.line());
+    }
+
+    /// `grant.mode = "off"` for the grant's user: the reservation goes back and the
+    /// recipient gets 554 5.7.1 with the configured text (the client's user is told
+    /// what to do instead), while SMTP AUTH on the same listener is unaffected.
+    fn switched_off(&mut self, now: Millis, address: String, r: Reservation) {
+        self.effects
+            .push_back(SmtpEffect::ReleaseGrant { key: r.key });
+        self.event(
+            now,
+            EventKind::GrantRelayRefused {
+                key: r.key,
+                user: r.user,
+            },
+        );
+        self.decision(
+            now,
+            address,
+            RelayOutcome::Denied {
+                reason: RelayRefusal::GrantSwitchedOff,
+            },
+        );
+        let text = one_line(&self.config.grant_off_text);
+        let text = if text.is_empty() {
+            reply::GRANT_SWITCHED_OFF.text.to_owned()
+        } else {
+            text
+        };
+        self.reply(now, reply::GRANT_SWITCHED_OFF.line_with(&text));
     }
 
     fn deny(&mut self, now: Millis, address: String, reason: RelayRefusal) {
@@ -991,6 +1036,7 @@ impl SmtpSession {
             ),
             id: &id,
             grant_user: tx.reservation.as_ref().map(|r| r.user.as_str()),
+            grant_warn: tx.grant_warned,
             auth_user: self.authenticated.as_deref(),
             single_recipient: single,
             now,
@@ -1085,6 +1131,16 @@ impl SmtpSession {
     fn event(&mut self, now: Millis, kind: EventKind) {
         self.events.push_back(Event::new(now, Some(self.id), kind));
     }
+}
+
+/// RFC 5321 §4.2: a reply line is text up to CRLF; an operator's text with line breaks
+/// or other controls would break the reply, so they become spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 fn grant_outcome(r: &Reservation) -> RelayOutcome {
