@@ -13,6 +13,7 @@
 use anyhow::{Context, bail};
 use popgate_core::Protocol;
 use popgate_core::grant::GrantConfig;
+use popgate_core::migration::{GrantMode, GrantModes};
 use popgate_core::net::Cidr;
 use popgate_core::relay::RelayPolicy;
 use serde::de::Error as _;
@@ -62,6 +63,12 @@ pub mod defaults {
     pub const RELAY_MAX_PER_DESTINATION: usize = 4;
     /// RFC 5321 §4.5.4.2: port 25 for MX hosts.
     pub const RELAY_MX_PORT: u16 = 25;
+    /// `[migration] window`: how long per-user activity is kept.
+    pub const MIGRATION_WINDOW_DAYS: u64 = 90;
+    /// `[migration.notice] period`: at most one notice per user this often.
+    pub const NOTICE_PERIOD_DAYS: u64 = 7;
+    /// `data_dir/migration.json`: the per-user migration stats.
+    pub const MIGRATION_FILE: &str = "migration.json";
 }
 
 /// The whole configuration, resolved: paths are absolute (or relative to the working
@@ -91,6 +98,8 @@ pub struct Config {
     pub http: HttpSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    /// `[migration]`: the report's window, the notice mail and the switch-off text.
+    pub migration: MigrationSettings,
     /// The file this configuration came from; `None` for the embedded defaults.
     pub source: Option<PathBuf>,
 }
@@ -175,6 +184,13 @@ pub struct GrantSettings {
     pub require_tls: bool,
     pub deny: Vec<Cidr>,
     pub max_entries: usize,
+    /// What a relay on a grant does: `"on"`, `"warn"` (relay, mark, notify) or `"off"`
+    /// (554 5.7.1). The default for users and domains not in `modes`.
+    pub mode: GrantMode,
+    /// `[grant.modes]`: per domain (`"example.test" = "warn"`) or per user
+    /// (`"bob@example.test" = "off"`); the most specific wins (user > domain > mode).
+    #[serde(deserialize_with = "de_grant_modes")]
+    pub modes: BTreeMap<String, GrantMode>,
     /// "memory", or a `redis://` / `rediss://` URL.
     #[serde(deserialize_with = "de_store")]
     pub store: String,
@@ -192,12 +208,19 @@ impl Default for GrantSettings {
             require_tls: false,
             deny: core.deny,
             max_entries: core.max_entries,
+            mode: GrantMode::On,
+            modes: BTreeMap::new(),
             store: defaults::GRANT_STORE.to_owned(),
         }
     }
 }
 
 impl GrantSettings {
+    /// `mode` and `[grant.modes]` as the sessions ask them.
+    pub fn modes(&self) -> GrantModes {
+        GrantModes::new(self.mode, self.modes.clone())
+    }
+
     /// The grant table's settings.
     pub fn core(&self) -> GrantConfig {
         GrantConfig {
@@ -210,6 +233,66 @@ impl GrantSettings {
             max_entries: self.max_entries,
         }
     }
+}
+
+/// `[migration]`: who still depends on POP before SMTP, and the staged switch-off.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationSettings {
+    /// Per-user activity older than this is forgotten.
+    #[serde(deserialize_with = "de_duration")]
+    pub window: Duration,
+    /// The text after `554 5.7.1` when grants are off for a user; empty: the default,
+    /// which names authenticated submission on port 587.
+    #[serde(deserialize_with = "de_reply_text")]
+    pub off_text: String,
+    pub notice: NoticeSettings,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> MigrationSettings {
+        MigrationSettings {
+            window: Duration::from_secs(defaults::MIGRATION_WINDOW_DAYS * 86_400),
+            off_text: String::new(),
+            notice: NoticeSettings::default(),
+        }
+    }
+}
+
+/// `[migration.notice]`: in `warn` mode, a mail to the user's own mailbox telling them
+/// how to set up authenticated submission, at most once per `period`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticeSettings {
+    pub enabled: bool,
+    #[serde(deserialize_with = "de_duration")]
+    pub period: Duration,
+    /// The shipped template's language: `"en"` or `"ja"`.
+    pub language: NoticeLanguage,
+    /// A template of your own (relative to `data_dir`); wins over `language`.
+    pub template: Option<PathBuf>,
+    /// The notice's sender; empty: `postmaster@<first domain>`.
+    pub from: String,
+}
+
+impl Default for NoticeSettings {
+    fn default() -> NoticeSettings {
+        NoticeSettings {
+            enabled: false,
+            period: Duration::from_secs(defaults::NOTICE_PERIOD_DAYS * 86_400),
+            language: NoticeLanguage::En,
+            template: None,
+            from: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeLanguage {
+    #[default]
+    En,
+    Ja,
 }
 
 /// `[pop3]`.
@@ -505,6 +588,7 @@ impl Config {
 
     fn resolve(raw: FileConfig, base: &Path, source: Option<PathBuf>) -> Config {
         let data_dir = base.join(raw.data_dir);
+        let notice_template = (raw.migration.notice.template.clone()).map(|t| data_dir.join(t));
         let tls = raw.tls.map(|t| TlsSettings {
             cert: data_dir.join(t.cert),
             key: data_dir.join(t.key),
@@ -555,6 +639,13 @@ impl Config {
             http,
             limits: raw.limits,
             log: raw.log,
+            migration: MigrationSettings {
+                notice: NoticeSettings {
+                    template: notice_template,
+                    ..raw.migration.notice
+                },
+                ..raw.migration
+            },
             source,
         }
     }
@@ -656,6 +747,7 @@ struct FileConfig {
     http: HttpSettings,
     limits: Limits,
     log: LogSettings,
+    migration: MigrationSettings,
 }
 
 impl Default for FileConfig {
@@ -677,6 +769,7 @@ impl Default for FileConfig {
             http: HttpSettings::default(),
             limits: Limits::default(),
             log: LogSettings::default(),
+            migration: MigrationSettings::default(),
         }
     }
 }
@@ -862,6 +955,37 @@ fn de_opt_addr<'de, D: Deserializer<'de>>(de: D) -> Result<Option<SocketAddr>, D
     s.parse()
         .map(Some)
         .map_err(|_| D::Error::custom(format!("{s:?} is not a socket address; {ADDR_EXPECTED}")))
+}
+
+/// `[grant.modes]`: keys are a domain or a user address, compared without case.
+fn de_grant_modes<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<BTreeMap<String, GrantMode>, D::Error> {
+    let raw = BTreeMap::<String, GrantMode>::deserialize(de)?;
+    let mut modes = BTreeMap::new();
+    for (key, mode) in raw {
+        let k = key.trim().trim_end_matches('.').to_ascii_lowercase();
+        if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(D::Error::custom(format!(
+                "{key:?} is not a domain or an address; expected e.g. \"example.test\" or \"bob@example.test\""
+            )));
+        }
+        if modes.insert(k.clone(), mode).is_some() {
+            return Err(D::Error::custom(format!("{k:?} is given twice")));
+        }
+    }
+    Ok(modes)
+}
+
+/// A reply text: one line (RFC 5321 §4.2), at most 400 characters.
+fn de_reply_text<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    let s = String::deserialize(de)?;
+    if s.chars().any(char::is_control) || s.chars().count() > 400 {
+        return Err(D::Error::custom(
+            "expected one line of text without control characters, at most 400 characters",
+        ));
+    }
+    Ok(s.trim().to_owned())
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

@@ -147,6 +147,9 @@ pub enum RelayRefusal {
     UsedUp,
     /// The listener requires AUTH and the session has not authenticated.
     AuthRequired,
+    /// There was a grant, but POP before SMTP is switched off for its user
+    /// (`grant.mode = "off"`, see [`crate::migration`]).
+    GrantSwitchedOff,
 }
 
 /// A message reserved on a grant by one SMTP transaction.
