@@ -630,6 +630,114 @@ impl MigrationReport {
     }
 }
 
+/// Why a notice template cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeError {
+    /// The first line is not `Subject: ...`, or no blank line follows the header.
+    NoSubject,
+}
+
+/// What fills a notice template's `{name}` placeholders.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoticeValues<'a> {
+    pub user: &'a str,
+    pub hostname: &'a str,
+    /// The port of authenticated submission clients should use (587 normally).
+    pub submission_port: u16,
+}
+
+/// A notice ready to store: sender, recipient, date and id are the caller's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub date: Millis,
+    pub message_id: &'a str,
+}
+
+/// Fill a template: `Subject: ...`, a blank line, then the body (UTF-8). Returns the
+/// subject and body with `{user}`, `{hostname}` and `{submission_port}` replaced.
+pub fn render_notice(
+    template: &str,
+    v: &NoticeValues<'_>,
+) -> Result<(String, String), NoticeError> {
+    let template = template.strip_prefix('\u{feff}').unwrap_or(template);
+    let (head, body) = template
+        .split_once("\r\n\r\n")
+        .or_else(|| template.split_once("\n\n"))
+        .ok_or(NoticeError::NoSubject)?;
+    let subject = head
+        .trim()
+        .strip_prefix("Subject:")
+        .ok_or(NoticeError::NoSubject)?
+        .trim();
+    let port = v.submission_port.to_string();
+    let fill = |text: &str| {
+        text.replace("{user}", v.user)
+            .replace("{hostname}", v.hostname)
+            .replace("{submission_port}", &port)
+    };
+    Ok((fill(subject), fill(body)))
+}
+
+/// The notice as an RFC 5322 message with MIME headers (RFC 2045): UTF-8 plain text,
+/// 8bit, the subject encoded per RFC 2047 when it is not ASCII, and `Auto-Submitted`
+/// (RFC 3834 §5) so that vacation responders do not answer it.
+pub fn notice_message(n: &Notice<'_>) -> Vec<u8> {
+    let mut m = String::new();
+    m.push_str(&format!("From: <{}>\r\n", n.from));
+    m.push_str(&format!("To: <{}>\r\n", n.to));
+    m.push_str(&format!("Subject: {}\r\n", encode_header_text(n.subject)));
+    m.push_str(&format!("Date: {}\r\n", n.date.rfc5322()));
+    m.push_str(&format!("Message-ID: <{}>\r\n", n.message_id));
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str("Content-Type: text/plain; charset=UTF-8\r\n");
+    m.push_str("Content-Transfer-Encoding: 8bit\r\n");
+    m.push_str("Auto-Submitted: auto-generated\r\n");
+    m.push_str("\r\n");
+    for line in n.body.lines() {
+        m.push_str(line);
+        m.push_str("\r\n");
+    }
+    m.into_bytes()
+}
+
+/// RFC 2047 §4.1, §5(1): non-ASCII header text as `B` encoded-words of UTF-8, each at
+/// most 75 characters (§2) and never splitting a character (§5(3)), folded with CRLF
+/// SP between words (the space between encoded-words is not part of the text, §6.2).
+/// ASCII text is left as it is.
+pub fn encode_header_text(text: &str) -> String {
+    use base64::Engine;
+    if text.is_ascii() && !text.contains("=?") {
+        return text.to_owned();
+    }
+    // "=?UTF-8?B?" + base64 + "?=" <= 75: 63 base64 characters, 45 octets.
+    const MAX_OCTETS: usize = 45;
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > MAX_OCTETS {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w.as_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1139,6 +1247,61 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, EventKind::GrantRelayWarned { .. }))
         );
+    }
+
+    #[test]
+    fn notice_templates_fill_and_japanese_subjects_are_encoded_words() {
+        let v = NoticeValues {
+            user: "taro@example.test",
+            hostname: "mail.example.test",
+            submission_port: 587,
+        };
+        let (subject, body) = render_notice(
+            "Subject: {user}: 送信設定の変更のお願い\n\nポート {submission_port} ({hostname})\n",
+            &v,
+        )
+        .expect("template");
+        assert_eq!(subject, "taro@example.test: 送信設定の変更のお願い");
+        assert_eq!(body, "ポート 587 (mail.example.test)\n");
+        assert_eq!(
+            render_notice("no subject line\n\nbody", &v),
+            Err(NoticeError::NoSubject)
+        );
+        let encoded = encode_header_text(&subject);
+        for word in encoded.split("\r\n ") {
+            assert!(word.len() <= 75, "{word}");
+            assert!(
+                word.starts_with("=?UTF-8?B?") && word.ends_with("?="),
+                "{word}"
+            );
+        }
+        // Decoding the words gives the subject back, whole characters each.
+        use base64::Engine;
+        let decoded: String = encoded
+            .split("\r\n ")
+            .map(|w| {
+                let b64 = &w["=?UTF-8?B?".len()..w.len() - 2];
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("base64");
+                String::from_utf8(bytes).expect("whole UTF-8 characters per word")
+            })
+            .collect();
+        assert_eq!(decoded, subject);
+        assert_eq!(encode_header_text("Plain subject"), "Plain subject");
+        let m = notice_message(&Notice {
+            from: "postmaster@example.test",
+            to: "taro@example.test",
+            subject: &subject,
+            body: &body,
+            date: Millis(1_795_893_491_000),
+            message_id: "n1@mail.example.test",
+        });
+        let text = String::from_utf8(m).expect("utf8");
+        assert!(text.contains("Content-Type: text/plain; charset=UTF-8\r\n"));
+        assert!(text.contains("MIME-Version: 1.0\r\n"));
+        assert!(text.contains("Subject: =?UTF-8?B?"));
+        assert!(text.ends_with("\r\n\r\nポート 587 (mail.example.test)\r\n"));
     }
 
     #[test]
