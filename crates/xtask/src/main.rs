@@ -7,9 +7,11 @@
 //! * `serve`: `cargo xtask run`, which builds everything and runs the demo server.
 //! * `check`: `cargo xtask test`, the CI pipeline.
 //! * `bench`: `cargo xtask bench`, popgate side by side with Postfix + Dovecot.
+//! * `fuzz`: `cargo xtask fuzz`, the libFuzzer targets in `fuzz/` for a bounded time.
 
 mod bench;
 mod check;
+mod fuzz;
 mod serve;
 mod sh;
 mod tools;
@@ -30,6 +32,9 @@ commands:
   bench [--smoke] [--peers] [--only N] [--report FILE]
                   workloads against popgate and, with --peers, Postfix + Dovecot;
                   a table on stdout and FILE.md / FILE.json (default target/bench/report)
+  fuzz [--seconds N] [--target T]
+                  each fuzz target in fuzz/ (or T) under libFuzzer for N seconds
+                  (default 60); executions and findings; fails on a crash
   setup           install the pinned tools only (trunk, wasm-bindgen-cli, binaryen)
 ";
 
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         "run" => Repo::locate().and_then(|repo| serve::run(&repo, serve_args(rest))),
         "test" if rest.is_empty() => Repo::locate().and_then(|repo| check::run(&repo)),
         "bench" => Repo::locate().and_then(|repo| bench::run(&repo, rest)),
+        "fuzz" => Repo::locate().and_then(|repo| fuzz::run(&repo, rest)),
         "setup" if rest.is_empty() => Repo::locate()
             .and_then(|repo| tools::ensure_build_tools(&repo))
             .map(|()| ExitCode::SUCCESS),

@@ -23,6 +23,8 @@ const CLIENT_PROGRAMS: &[(&str, &str)] = &[
     ("swaks", "swaks"),
     ("fetchmail", "fetchmail"),
     ("python3", "python3"),
+    // The syscall-order test of one delivery (tests/tests/syscall_order.rs).
+    ("strace", "strace"),
     // The browser tests drive headless Chromium through chromedriver.
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
