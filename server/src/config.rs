@@ -46,6 +46,25 @@ pub mod defaults {
     /// RFC 1939 §3: an autologout timer of at least 10 minutes.
     pub const POP3_IDLE_TIMEOUT_SECS: u64 = 10 * 60;
     pub const MAX_CONNECTIONS: usize = 1000;
+    /// Postfix `smtpd_client_connection_count_limit`.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 50;
+    /// Postfix `line_length_limit`, for SMTP command lines and DATA text lines
+    /// (octets without the CRLF). RFC 5321 §4.5.3.1.4 and §4.5.3.1.6 set the floors.
+    pub const SMTP_LINE_LENGTH: usize = 2048;
+    pub const SMTP_TEXT_LINE_LENGTH: usize = 2048;
+    /// RFC 5321 §4.5.3.1.4: 512 octets with the CRLF.
+    pub const SMTP_LINE_LENGTH_MIN: usize = 510;
+    /// RFC 5321 §4.5.3.1.6: 1000 octets with the CRLF.
+    pub const SMTP_TEXT_LINE_LENGTH_MIN: usize = 998;
+    /// RFC 2449 §4 caps POP3 commands at 255 octets, but long passwords and SASL
+    /// responses (RFC 5034) need more; core's default.
+    pub const POP3_LINE_LENGTH: usize = popgate_core::pop3::DEFAULT_MAX_LINE;
+    /// RFC 2449 §4: 255 octets with the CRLF.
+    pub const POP3_LINE_LENGTH_MIN: usize = 253;
+    /// Postfix `smtpd_min_data_rate`, octets per second during DATA.
+    pub const MIN_DATA_RATE: u64 = 500;
+    /// How long a trusted proxy may take to send its PROXY header.
+    pub const PROXY_HEADER_TIMEOUT_SECS: u64 = 10;
     pub const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 30;
     /// Dovecot's auth penalty starts at 2 s and doubles up to 15 s.
     pub const AUTH_FAILURE_DELAY_MS: u64 = 2000;
@@ -98,6 +117,7 @@ pub struct Config {
     pub http: HttpSettings,
     pub limits: Limits,
     pub log: LogSettings,
+    pub server: ServerSettings,
     /// `[migration]`: the report's window, the notice mail and the switch-off text.
     pub migration: MigrationSettings,
     /// The file this configuration came from; `None` for the embedded defaults.
@@ -123,6 +143,15 @@ pub struct Listen {
     /// Postfix policy delegation (`check_policy_service inet:ADDR`); off unless set.
     #[serde(default, deserialize_with = "de_opt_addr")]
     pub policy: Option<SocketAddr>,
+    /// Mail listeners behind a load balancer: every connection must start with a
+    /// PROXY protocol header (v1 or v2) and come from `proxy_from`; anything else is
+    /// closed. The address the header names is the client for grants, limits, logs
+    /// and events.
+    #[serde(default)]
+    pub proxy: Vec<Protocol>,
+    /// The load balancers' addresses (CIDRs) allowed to send a PROXY header.
+    #[serde(default)]
+    pub proxy_from: Vec<Cidr>,
 }
 
 impl Listen {
@@ -137,6 +166,8 @@ impl Listen {
             pop3s: at(defaults::POP3S_PORT),
             http: at(defaults::HTTP_PORT),
             policy: None,
+            proxy: Vec::new(),
+            proxy_from: Vec::new(),
         }
     }
 
@@ -496,6 +527,20 @@ pub struct Limits {
     /// A TLS handshake (implicit, STARTTLS or STLS) that takes longer is closed.
     #[serde(deserialize_with = "de_duration")]
     pub tls_handshake_timeout: Duration,
+    /// Connections open at once from one client address (after PROXY); more get
+    /// 421 4.7.0 / -ERR [SYS/TEMP] and a close.
+    pub max_connections_per_address: usize,
+    /// Longest SMTP command line, octets without the CRLF (at least 510).
+    pub smtp_line_length: usize,
+    /// Longest DATA text line, octets without the CRLF (at least 998).
+    pub smtp_text_line_length: usize,
+    /// Longest POP3 command line, octets without the CRLF (at least 253).
+    pub pop3_line_length: usize,
+    /// Octets per second a client must keep up during DATA; 0: no minimum.
+    pub min_data_rate: u64,
+    /// A trusted proxy that has not sent its PROXY header by then is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -507,8 +552,26 @@ impl Default for Limits {
             pop3_idle_timeout: Duration::from_secs(defaults::POP3_IDLE_TIMEOUT_SECS),
             max_connections: defaults::MAX_CONNECTIONS,
             tls_handshake_timeout: Duration::from_secs(defaults::TLS_HANDSHAKE_TIMEOUT_SECS),
+            max_connections_per_address: defaults::MAX_CONNECTIONS_PER_ADDRESS,
+            smtp_line_length: defaults::SMTP_LINE_LENGTH,
+            smtp_text_line_length: defaults::SMTP_TEXT_LINE_LENGTH,
+            pop3_line_length: defaults::POP3_LINE_LENGTH,
+            min_data_rate: defaults::MIN_DATA_RATE,
+            proxy_header_timeout: Duration::from_secs(defaults::PROXY_HEADER_TIMEOUT_SECS),
         }
     }
+}
+
+/// `[server]`: the process itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Started as root (to bind ports below 1024): switch to this user once every
+    /// listener is bound, before reading the data folder or serving anyone. `None`:
+    /// stay who we are.
+    pub user: Option<String>,
+    /// The group to switch to; `None`: the user's primary group.
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -639,6 +702,7 @@ impl Config {
             http,
             limits: raw.limits,
             log: raw.log,
+            server: raw.server,
             migration: MigrationSettings {
                 notice: NoticeSettings {
                     template: notice_template,
@@ -656,6 +720,45 @@ impl Config {
             bail!(
                 "key `limits.max_connections`: 0 would refuse every connection; expected at least 1"
             );
+        }
+        let l = &self.limits;
+        if l.max_connections_per_address == 0 {
+            bail!(
+                "key `limits.max_connections_per_address`: 0 would refuse every connection; expected at least 1"
+            );
+        }
+        for (key, value, min) in [
+            ("smtp_line_length", l.smtp_line_length, defaults::SMTP_LINE_LENGTH_MIN),
+            (
+                "smtp_text_line_length",
+                l.smtp_text_line_length,
+                defaults::SMTP_TEXT_LINE_LENGTH_MIN,
+            ),
+            ("pop3_line_length", l.pop3_line_length, defaults::POP3_LINE_LENGTH_MIN),
+        ] {
+            if value < min {
+                bail!(
+                    "key `limits.{key}`: {value} is below the RFC minimum; expected at least {min} (octets without the CRLF)"
+                );
+            }
+        }
+        for p in &self.listen.proxy {
+            if matches!(p, Protocol::Policy | Protocol::Dovecot) {
+                bail!(
+                    "key `listen.proxy`: {:?} cannot be behind a proxy; expected mail listeners (smtp, submission, smtps, pop3, pop3s)",
+                    p.name()
+                );
+            }
+        }
+        if !self.listen.proxy.is_empty() && self.listen.proxy_from.is_empty() {
+            bail!(
+                "key `listen.proxy_from`: required when `listen.proxy` is set; expected the load balancers' CIDRs such as [\"10.0.0.5/32\"]"
+            );
+        }
+        if let Some(user) = &self.server.user
+            && user.is_empty()
+        {
+            bail!("key `server.user`: expected a user name");
         }
         if self.relay.max_concurrency == 0 || self.relay.max_per_destination == 0 {
             bail!(
@@ -747,6 +850,7 @@ struct FileConfig {
     http: HttpSettings,
     limits: Limits,
     log: LogSettings,
+    server: ServerSettings,
     migration: MigrationSettings,
 }
 
@@ -769,6 +873,7 @@ impl Default for FileConfig {
             http: HttpSettings::default(),
             limits: Limits::default(),
             log: LogSettings::default(),
+            server: ServerSettings::default(),
             migration: MigrationSettings::default(),
         }
     }
@@ -1260,6 +1365,13 @@ mod tests {
         assert_eq!(c.limits.smtp_idle_timeout, Duration::from_secs(300));
         assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
         assert_eq!(c.limits.max_connections, 1000);
+        assert_eq!(c.limits.max_connections_per_address, 50);
+        assert_eq!(c.limits.smtp_line_length, 2048);
+        assert_eq!(c.limits.smtp_text_line_length, 2048);
+        assert_eq!(c.limits.pop3_line_length, 1024);
+        assert_eq!(c.limits.min_data_rate, 500);
+        assert_eq!(c.server, ServerSettings::default());
+        assert!(c.listen.proxy.is_empty() && c.listen.proxy_from.is_empty());
         assert_eq!(c.log.format, LogFormat::Text);
         assert!(c.log.transcripts);
         assert_eq!(c.source, None);
@@ -1518,6 +1630,36 @@ transcripts = false
                 "[listen]\nhttp = \"0.0.0.0:8025\"\n",
                 &["http.admin_token", "required", "not on loopback"],
             ),
+            (
+                "[limits]\nsmtp_line_length = 100\n",
+                &["limits.smtp_line_length", "RFC minimum", "at least 510"],
+            ),
+            (
+                "[limits]\nsmtp_text_line_length = 997\n",
+                &["limits.smtp_text_line_length", "at least 998"],
+            ),
+            (
+                "[limits]\npop3_line_length = 100\n",
+                &["limits.pop3_line_length", "at least 253"],
+            ),
+            (
+                "[limits]\nmax_connections_per_address = 0\n",
+                &["limits.max_connections_per_address", "at least 1"],
+            ),
+            (
+                "[listen]\npop3 = \"127.0.0.1:0\"\nproxy = [\"pop3\"]\n",
+                &["listen.proxy_from", "required"],
+            ),
+            (
+                "[listen]\nproxy = [\"http\"]\nproxy_from = [\"10.0.0.5/32\"]\n",
+                &["listen.proxy", "line 2", "unknown variant `http`"],
+            ),
+            (
+                "[listen]\nproxy = [\"policy\"]\nproxy_from = [\"10.0.0.5/32\"]\n",
+                &["listen.proxy", "mail listeners"],
+            ),
+            ("[server]\nuser = \"\"\n", &["server.user", "user name"]),
+            ("[server]\nuid = 0\n", &["server", "unknown field `uid`"]),
         ];
         for (text, fragments) in cases {
             let err = match parse(text) {

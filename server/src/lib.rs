@@ -10,6 +10,7 @@
 //! * [`queue`]: the durable outbound queue for relayed mail.
 //! * [`delivery`]: the queue runner: routing, the SMTP client's IO, retries, bounces.
 //! * [`demo`]: first-run demo users and their credentials file.
+//! * [`privilege`]: the private umask, dropping root after binding.
 //! * [`tls`]: certificates (configured or generated), the rustls acceptor, reload.
 //! * [`serve`]: listeners, the per-connection drivers of core sessions, shutdown.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod maildir;
+pub mod privilege;
 pub mod queue;
 pub mod serve;
 pub mod tls;

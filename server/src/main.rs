@@ -12,6 +12,8 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Before any file is created: mail, queue, keys and credentials are private.
+    popgate_server::privilege::private_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -6,6 +6,8 @@
 //! on, then we wait until every driver has dropped its handle. No protocol rule lives
 //! here: drivers only move bytes and perform the effects core sessions ask for.
 //!
+//! * [`admission`]: who gets a session: PROXY headers from trusted load balancers,
+//!   connections per client address.
 //! * [`clock`]: the monotonic clock anchored to the wall clock at start.
 //! * [`state`]: what every connection shares: config, grant table, users, stores, events.
 //! * [`events`]: the event bus (bounded broadcast) and the key=value log lines.
@@ -15,6 +17,7 @@
 //! * [`pop3`], [`smtp`], [`policy`]: performing each protocol's effects.
 //! * [`http`]: the HTTP listener (health, grants API, the web app).
 
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod conn;
@@ -52,6 +55,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Run popgate until `shutdown` completes (tests pass their own future).
 pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Bind first (ports below 1024 need root), then drop root before reading the data
+    // folder or serving anyone (`[server] user`, see `privilege`).
+    let listeners = bind_all(&config).await?;
+    let http_listener = match &config.listen.http {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding http on {addr}"))?,
+        ),
+        None => None,
+    };
+    match crate::privilege::drop_to(&config.server)? {
+        crate::privilege::Outcome::Dropped { user, uid, gid } => {
+            tracing::info!("event=privileges_dropped user={user} uid={uid} gid={gid}")
+        }
+        crate::privilege::Outcome::Unchanged { root: true } => tracing::warn!(
+            "running as root: set `[server] user` to serve as an unprivileged user"
+        ),
+        _ => {}
+    }
     if let Some(created) = crate::demo::ensure_demo_users(&config)? {
         tracing::info!(
             users = created.len(),
@@ -61,13 +84,14 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     }
     let (tls, generated) = crate::tls::Tls::load(&config)?;
     let shared = Shared::open(config, tls).await?;
-    let listeners = bind_all(&shared).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Every connection task holds a clone of `done_tx`; when all are gone, the
     // receiver yields None and shutdown is complete (mini-redis's pattern).
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    // One cap over every mail listener, and one per client address.
     let limit = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let per_address = Arc::new(admission::AddressCounts::default());
 
     let mut stdout = std::io::stdout().lock();
     if let Some(line) = generated {
@@ -77,11 +101,8 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
         let addr = listener.local_addr()?;
         writeln!(stdout, "popgate: listening {} {addr}", name.name())?;
     }
-    let http_addr = match &shared.config.listen.http {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding http on {addr}"))?;
+    let http_addr = match http_listener {
+        Some(listener) => {
             let bound = listener.local_addr()?;
             writeln!(stdout, "popgate: listening http {bound}")?;
             let app = http::router(shared.clone());
@@ -117,6 +138,7 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
             protocol,
             listener,
             limit.clone(),
+            per_address.clone(),
             shutdown_rx.clone(),
             done_tx.clone(),
         ));
@@ -135,8 +157,8 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     Ok(())
 }
 
-async fn bind_all(shared: &Arc<Shared>) -> anyhow::Result<Vec<(Protocol, TcpListener)>> {
-    let listen = &shared.config.listen;
+async fn bind_all(config: &Config) -> anyhow::Result<Vec<(Protocol, TcpListener)>> {
+    let listen = &config.listen;
     let wanted: [(Protocol, Option<SocketAddr>); 6] = [
         (Protocol::Smtp, listen.smtp),
         (Protocol::Submission, listen.submission),
@@ -161,9 +183,11 @@ async fn accept_loop(
     protocol: Protocol,
     listener: TcpListener,
     limit: Arc<Semaphore>,
+    per_address: Arc<admission::AddressCounts>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
+    let behind_proxy = shared.config.listen.proxy.contains(&protocol);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -180,17 +204,53 @@ async fn accept_loop(
         };
         let permit = limit.clone().try_acquire_owned().ok();
         let shared = shared.clone();
+        let per_address = per_address.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
         tokio::spawn(async move {
             let _done = done;
+            let Some(_permit) = permit else {
+                tracing::warn!(
+                    "event=refused peer={} listener={} reason=too_many_connections",
+                    peer.ip(),
+                    protocol.name()
+                );
+                return driver::refuse_busy(protocol, stream).await;
+            };
+            let mut stream = stream;
             let local = stream.local_addr().unwrap_or(peer);
-            match permit {
-                Some(_permit) => {
-                    driver::serve_connection(shared, protocol, stream, peer, local, shutdown).await
+            // Behind a load balancer the client is who the PROXY header names; the
+            // header is believed only from `[listen] proxy_from`.
+            let (peer, local) = if behind_proxy {
+                let limits = &shared.config.limits;
+                match admission::read_proxy_header(
+                    &mut stream,
+                    peer,
+                    local,
+                    &shared.config.listen.proxy_from,
+                    limits.proxy_header_timeout,
+                )
+                .await
+                {
+                    Ok(addrs) => addrs,
+                    Err(refusal) => {
+                        tracing::warn!(
+                            "event=refused peer={} listener={} reason={}",
+                            peer.ip(),
+                            protocol.name(),
+                            refusal.reason()
+                        );
+                        return;
+                    }
                 }
-                None => driver::refuse_busy(protocol, stream).await,
-            }
+            } else {
+                (peer, local)
+            };
+            let max = shared.config.limits.max_connections_per_address;
+            let Some(_slot) = per_address.try_acquire(peer.ip(), max) else {
+                return admission::refuse_address(protocol, stream, peer.ip()).await;
+            };
+            driver::serve_connection(shared, protocol, stream, peer, local, shutdown).await
         });
     }
 }

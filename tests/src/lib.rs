@@ -159,6 +159,8 @@ pub struct Setup {
     /// Raw passwd-file lines appended to `<data_dir>/users` after the users above
     /// (e.g. `user@example.test:{PLAIN}secret` for APOP).
     pub user_lines: Vec<String>,
+    /// Lines added inside the generated `[listen]` table (e.g. `proxy = ["pop3"]`).
+    pub listen_toml: String,
     /// Lines added inside the generated `[relay]` table. Without a `mode` line the
     /// harness writes `mode = "capture"`, so suites that only check what was queued
     /// never depend on DNS or a next hop.
@@ -176,6 +178,7 @@ impl Default for Setup {
             extra_toml: String::new(),
             grant_toml: String::new(),
             user_lines: Vec::new(),
+            listen_toml: String::new(),
             relay_toml: String::new(),
         }
     }
@@ -217,6 +220,13 @@ impl Setup {
         self
     }
 
+    /// A line inside the `[listen]` table, e.g. `proxy_from = ["127.0.0.5/32"]`.
+    pub fn listen_setting(mut self, line: &str) -> Self {
+        self.listen_toml.push_str(line);
+        self.listen_toml.push('\n');
+        self
+    }
+
     /// Lines inside the `[relay]` table, e.g. `mode = "deliver"`.
     pub fn relay_settings(mut self, lines: &str) -> Self {
         self.relay_toml.push_str(lines);
@@ -248,6 +258,7 @@ impl Setup {
         for name in &self.listeners {
             toml.push_str(&format!("{name} = \"127.0.0.1:0\"\n"));
         }
+        toml.push_str(&self.listen_toml);
         toml.push_str(&format!(
             "\n[grant]\nttl = \"{}\"\nmax_messages = {}\n{}\n[relay]\ntrusted_networks = []\n",
             self.ttl, self.max_messages, self.grant_toml
@@ -267,6 +278,12 @@ impl Setup {
     /// Write the config, the aliases and the users, then start `popgate serve` and
     /// wait for `popgate: ready`.
     pub fn start(self) -> Server {
+        self.prepare().start()
+    }
+
+    /// Write the config, the aliases and the users without starting the server, for
+    /// a test that changes the folder first (ownership, modes).
+    pub fn prepare(self) -> Prepared {
         let dir = tempfile::tempdir().expect("a temporary folder for the server");
         let config = dir.path().join("popgate.toml");
         let data = dir.path().join("data");
@@ -292,7 +309,31 @@ impl Setup {
             }
             fs::write(&users, text).expect("write the users file");
         }
-        Server::spawn(dir, config, data)
+        Prepared { dir, config, data }
+    }
+}
+
+/// A server's folder written by [`Setup::prepare`], not yet started.
+#[derive(Debug)]
+pub struct Prepared {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+}
+
+impl Prepared {
+    /// The temporary folder holding the config file and `data/`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// Start `popgate serve` and wait for `popgate: ready`.
+    pub fn start(self) -> Server {
+        Server::spawn(self.dir, self.config, self.data)
     }
 }
 
@@ -798,6 +839,12 @@ impl Client {
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to the server");
+    }
+
+    /// Another handle on the connection, for a test that writes from a second thread
+    /// while this one reads (a flood or a trickle the server cuts off).
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone the stream")
     }
 
     /// Send `line` and CRLF.

@@ -25,6 +25,7 @@
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449, 2595 STLS, 5034 AUTH).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
 //! * [`policy`]: Postfix policy delegation answered from the grant table.
+//! * [`proxy`]: the PROXY protocol v1/v2 header a load balancer sends first.
 //! * [`smtp_client`]: the SMTP client that delivers relayed mail to the next hop.
 //! * [`dsn`]: delivery status notifications (RFC 3464 bounces).
 //! * [`dkim`]: DKIM canonicalisation and hashes for signing relayed mail (RFC 6376).
@@ -41,6 +42,7 @@ pub mod grant;
 pub mod line;
 pub mod net;
 pub mod policy;
+pub mod proxy;
 pub mod pop3;
 pub mod relay;
 pub mod reply;

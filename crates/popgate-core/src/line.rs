@@ -20,7 +20,18 @@ pub struct LineReader {
     max: usize,
     /// Inside an overlong line already reported: drop bytes until LF.
     discarding: bool,
+    /// Octets of the overlong line dropped so far.
+    overlong: usize,
+    /// An overlong line ran past [`MAX_OVERLONG_LINE`]: the peer is not speaking
+    /// a line protocol, and the session closes (sticky).
+    runaway: bool,
 }
+
+/// An overlong line is answered once and skipped up to its LF, so a client's single
+/// bad line does not end its session; a "line" that runs on past this many octets
+/// (10 MB without a CRLF) is not a mistake but a flood, and the session closes
+/// instead of reading it forever. Counted the same however the bytes are chunked.
+pub const MAX_OVERLONG_LINE: usize = 64 * 1024;
 
 impl LineReader {
     /// `max` counts the line's own bytes, without its terminator.
@@ -29,7 +40,14 @@ impl LineReader {
             buf: Vec::new(),
             max,
             discarding: false,
+            overlong: 0,
+            runaway: false,
         }
+    }
+
+    /// Whether an overlong line ran past [`MAX_OVERLONG_LINE`] (see there).
+    pub fn is_runaway(&self) -> bool {
+        self.runaway
     }
 
     pub fn max(&self) -> usize {
@@ -44,7 +62,9 @@ impl LineReader {
     /// while the session wants input (see each session's `wants_input`).
     pub fn push(&mut self, mut bytes: &[u8]) {
         if self.discarding {
-            match bytes.iter().position(|&b| b == b'\n') {
+            let end = bytes.iter().position(|&b| b == b'\n');
+            self.note_overlong(end.unwrap_or(bytes.len()));
+            match end {
                 Some(i) => {
                     self.discarding = false;
                     bytes = &bytes[i + 1..];
@@ -65,6 +85,9 @@ impl LineReader {
                     line.pop();
                 }
                 if line.len() > self.max {
+                    // `i` includes a CR, as the discarding path counts it.
+                    self.overlong = 0;
+                    self.note_overlong(i);
                     Some(Line::TooLong)
                 } else {
                     Some(Line::Complete(line))
@@ -72,11 +95,20 @@ impl LineReader {
             }
             None if self.buf.len() > self.max + 1 => {
                 // +1: the CR of a CRLF may sit at the end waiting for its LF.
+                self.overlong = 0;
+                self.note_overlong(self.buf.len());
                 self.buf.clear();
                 self.discarding = true;
                 Some(Line::TooLong)
             }
             None => None,
+        }
+    }
+
+    fn note_overlong(&mut self, n: usize) {
+        self.overlong = self.overlong.saturating_add(n);
+        if self.overlong > MAX_OVERLONG_LINE {
+            self.runaway = true;
         }
     }
 
@@ -138,6 +170,31 @@ mod tests {
             lines(&mut r),
             vec![Line::TooLong, Line::Complete(b"OK".to_vec())]
         );
+    }
+
+    #[test]
+    fn a_runaway_line_is_flagged_however_it_is_chunked() {
+        let mut long = vec![b'x'; MAX_OVERLONG_LINE + 1];
+        long.extend_from_slice(b"\r\nNOOP\r\n");
+        for chunk in [1usize, 7, 4096, long.len()] {
+            let mut r = LineReader::new(512);
+            let mut seen = Vec::new();
+            for part in long.chunks(chunk) {
+                r.push(part);
+                seen.extend(lines(&mut r));
+            }
+            assert!(r.is_runaway(), "chunks of {chunk}");
+            assert_eq!(seen[0], Line::TooLong, "chunks of {chunk}");
+        }
+        // Overlong but within the bound: answered and skipped, not a runaway.
+        let mut r = LineReader::new(512);
+        r.push(&vec![b'x'; MAX_OVERLONG_LINE - 2]);
+        r.push(b"\r\nNOOP\r\n");
+        assert_eq!(
+            lines(&mut r),
+            vec![Line::TooLong, Line::Complete(b"NOOP".to_vec())]
+        );
+        assert!(!r.is_runaway());
     }
 
     #[test]

@@ -58,8 +58,13 @@ smtp_replies! {
     BYE = 221 "2.0.0" "Bye";
     START_DATA = 354 "" "End data with <CR><LF>.<CR><LF>";
     SHUTTING_DOWN = 421 "4.3.2" "Service shutting down, closing transmission channel";
-    TIMEOUT = 421 "4.4.2" "Timeout exceeded, closing transmission channel";
+    /// RFC 5321 §4.5.3.2: an idle client, or one below `min_data_rate` in DATA.
+    /// Postfix's text, so filters written for Postfix match.
+    TIMEOUT = 421 "4.4.2" "Error: timeout exceeded";
     TOO_MANY_CONNECTIONS = 421 "4.7.0" "Too many connections, try again later";
+    /// Postfix `smtpd_client_connection_count_limit`, with its text; the server writes
+    /// the client address after it.
+    TOO_MANY_CONNECTIONS_FROM = 421 "4.7.0" "Error: too many connections from";
     STORE_FAILED = 451 "4.3.0" "Temporary failure storing the message, try again later";
     DISK_FULL = 452 "4.3.1" "Insufficient system storage";
     TOO_MANY_RECIPIENTS = 452 "4.5.3" "Too many recipients";

@@ -25,6 +25,9 @@ const CLIENT_PROGRAMS: &[(&str, &str)] = &[
     ("python3", "python3"),
     // The syscall-order test of one delivery (tests/tests/syscall_order.rs).
     ("strace", "strace"),
+    // The fail2ban filter in the README, checked against popgate's log lines
+    // (tests/tests/adversarial_connections.rs).
+    ("fail2ban-regex", "fail2ban"),
     // The browser tests drive headless Chromium through chromedriver.
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),

@@ -71,6 +71,7 @@ impl Shared {
         let pop3_config = Arc::new(Pop3Config {
             hostname: config.hostname.clone(),
             idle_timeout: config.limits.pop3_idle_timeout,
+            max_line: config.limits.pop3_line_length,
             plaintext_auth: config.pop3.plaintext_auth,
             grant_requires_tls: config.grant.require_tls,
             stls: true,
@@ -93,6 +94,9 @@ impl Shared {
                 max_message_size: config.limits.max_message_size,
                 max_recipients: config.limits.max_recipients,
                 idle_timeout: config.limits.smtp_idle_timeout,
+                max_command_line: config.limits.smtp_line_length,
+                max_text_line: config.limits.smtp_text_line_length,
+                min_data_rate: config.limits.min_data_rate,
                 starttls: protocol != Protocol::Smtps,
                 // RFC 6409 §4.3 / RFC 8314: submission listeners require AUTH.
                 require_auth: protocol != Protocol::Smtp,

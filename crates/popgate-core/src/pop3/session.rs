@@ -424,6 +424,11 @@ impl Pop3Session {
         }
         self.reader.push(bytes);
         self.process(now);
+        if self.reader.is_runaway() && self.state != Pop3State::Closed {
+            // The -ERR went out when the line passed the limit; a line that still
+            // has not ended is a flood, not a command (line::MAX_OVERLONG_LINE).
+            self.close(now, CloseReason::Error);
+        }
     }
 
     /// The result of the outstanding effect. A result nobody asked for is ignored; one

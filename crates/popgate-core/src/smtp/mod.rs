@@ -44,8 +44,19 @@ pub struct SmtpConfig {
     /// RFC 5321 §4.5.3.1.4 sets 512 octets, and extensions may lengthen it; default as
     /// Postfix `line_length_limit`.
     pub max_command_line: usize,
+    /// Longest text line in DATA, in octets without its CRLF. RFC 5321 §4.5.3.1.6
+    /// requires at least 998 (1000 with the CRLF); longer gets 500 5.5.6 and a close,
+    /// because the rest of the message can no longer be read in step.
+    pub max_text_line: usize,
     /// RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command.
+    /// The clock restarts at each complete command line, not at each byte, so a
+    /// client that trickles one byte at a time cannot hold the session open.
     pub idle_timeout: Duration,
+    /// Postfix `smtpd_min_data_rate`, octets per second during DATA; 0: none. DATA's
+    /// deadline starts at `idle_timeout` and each read of N octets moves it N/rate
+    /// seconds later, never further than `idle_timeout` ahead: a client slower than
+    /// this runs out of time and gets 421 4.4.2.
+    pub min_data_rate: u64,
     /// Offer STARTTLS (RFC 3207); the server sets it when it has a certificate.
     pub starttls: bool,
     /// Submission and SMTPS (RFC 6409 §4.3, RFC 4954 §6): MAIL before AUTH gets
@@ -89,7 +100,9 @@ impl Default for SmtpConfig {
             max_message_size: 10_240_000,
             max_recipients: 1000,
             max_command_line: 2048,
+            max_text_line: 2048,
             idle_timeout: Duration::from_secs(5 * 60),
+            min_data_rate: 500,
             starttls: false,
             require_auth: false,
             auth: true,

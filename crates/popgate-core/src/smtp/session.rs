@@ -102,7 +102,13 @@ pub struct SmtpSession {
     transmit: Vec<u8>,
     effects: VecDeque<SmtpEffect>,
     events: VecDeque<Event>,
+    /// The end of the last complete command line (or result): the idle timeout runs
+    /// from here, so bytes of an unfinished line do not restart it.
     last_activity: Millis,
+    /// In DATA: when the client runs out of time (see [`SmtpConfig::min_data_rate`]).
+    data_deadline: Millis,
+    /// In DATA: octets of the current text line so far (RFC 5321 §4.5.3.1.6).
+    data_line: usize,
     shutting_down: bool,
     closed: bool,
 }
@@ -194,6 +200,8 @@ impl SmtpSession {
             effects: VecDeque::new(),
             events: VecDeque::new(),
             last_activity: now,
+            data_deadline: now,
+            data_line: 0,
             shutting_down: false,
             closed: false,
         };
@@ -218,9 +226,33 @@ impl SmtpSession {
         if self.closed || matches!(self.pending, Some(Pending::Tls)) {
             return;
         }
-        self.last_activity = now;
+        if matches!(self.mode, Mode::Data(_)) {
+            self.data_progress(now, bytes.len());
+        }
         self.reader.push(bytes);
         self.process(now);
+        if self.reader.is_runaway() && !self.closed {
+            // The 500 5.5.6 went out when the line passed the limit; a line that
+            // still has not ended is a flood, not a command (line::MAX_OVERLONG_LINE).
+            self.close(now, None, CloseReason::Error);
+        }
+    }
+
+    /// Postfix `smtpd_min_data_rate`: N octets of DATA buy N/rate more seconds, never
+    /// more than the idle timeout from now. Without a rate each read restarts the
+    /// timeout (RFC 5321 §4.5.3.2.5: a data block may take 3 minutes).
+    fn data_progress(&mut self, now: Millis, octets: usize) {
+        let full = now.saturating_add(self.config.idle_timeout);
+        self.data_deadline = match self.config.min_data_rate {
+            0 => full,
+            rate => {
+                let credit = (octets as u64).saturating_mul(1000) / rate;
+                let earned = self
+                    .data_deadline
+                    .saturating_add(std::time::Duration::from_millis(credit));
+                earned.min(full)
+            }
+        };
     }
 
     /// The result of the last effect that [expects one](SmtpEffect::expects_result).
@@ -376,6 +408,7 @@ impl SmtpSession {
             _ if self.closed => None,
             Some(Pending::AuthDelay { until }) => Some(*until),
             Some(_) => None,
+            None if matches!(self.mode, Mode::Data(_)) => Some(self.data_deadline),
             None => Some(self.last_activity.saturating_add(self.config.idle_timeout)),
         }
     }
@@ -398,10 +431,19 @@ impl SmtpSession {
             match std::mem::replace(&mut self.mode, Mode::Command) {
                 Mode::Data(mut receiver) => {
                     let buffered = self.reader.take_buffer();
-                    match receiver.push(&buffered) {
+                    let end = receiver.push(&buffered);
+                    let data = &buffered[..end.unwrap_or(buffered.len())];
+                    if text_line_too_long(&mut self.data_line, data, self.config.max_text_line) {
+                        // RFC 5321 §4.5.3.1.6: the message cannot be read in step any
+                        // more; the transaction ends and the connection closes.
+                        self.close(now, Some(reply::LINE_TOO_LONG), CloseReason::Error);
+                        return;
+                    }
+                    match end {
                         Some(used) => {
                             // RFC 2920 §3.1: what follows the end of data are commands.
                             self.reader.unread(&buffered[used..]);
+                            self.last_activity = now;
                             self.end_of_data(now, receiver);
                         }
                         None => {
@@ -416,7 +458,11 @@ impl SmtpSession {
                         self.close(now, Some(reply::SHUTTING_DOWN), CloseReason::ShuttingDown);
                         return;
                     }
-                    match self.reader.next_line() {
+                    let line = self.reader.next_line();
+                    if line.is_some() {
+                        self.last_activity = now;
+                    }
+                    match line {
                         None => return,
                         Some(Line::TooLong) => self.reply(now, reply::LINE_TOO_LONG.line()),
                         Some(Line::Complete(line)) => self.command(now, &line),
@@ -441,11 +487,13 @@ impl SmtpSession {
                             return;
                         }
                         Some(Line::TooLong) => {
+                            self.last_activity = now;
                             self.event(now, client_line_event(b"", true));
                             self.end_auth_exchange();
                             self.reply(now, reply::LINE_TOO_LONG.line());
                         }
                         Some(Line::Complete(line)) => {
+                            self.last_activity = now;
                             self.event(now, client_line_event(&line, true));
                             // Base64 is ASCII: a line that is not UTF-8 is not base64.
                             let step = match std::str::from_utf8(&line) {
@@ -1002,6 +1050,8 @@ impl SmtpSession {
         }
         self.reply(now, reply::START_DATA.line());
         self.mode = Mode::Data(DataReceiver::new(self.config.max_message_size));
+        self.data_deadline = now.saturating_add(self.config.idle_timeout);
+        self.data_line = 0;
     }
 
     fn end_of_data(&mut self, now: Millis, receiver: DataReceiver) {
@@ -1179,4 +1229,22 @@ fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
         }
     };
     EventKind::ClientLine { line }
+}
+
+/// Advance the length of the current DATA text line over `data` (octets since the last
+/// LF, a CR included); whether a line ran longer than `max` octets plus its CRLF.
+fn text_line_too_long(line: &mut usize, data: &[u8], max: usize) -> bool {
+    for chunk in data.split_inclusive(|&b| b == b'\n') {
+        let ended = chunk.last() == Some(&b'\n');
+        let body = chunk.len() - usize::from(ended);
+        *line = line.saturating_add(body);
+        // +1: the CR of the CRLF is counted here, not in `max`.
+        if *line > max.saturating_add(1) {
+            return true;
+        }
+        if ended {
+            *line = 0;
+        }
+    }
+    false
 }

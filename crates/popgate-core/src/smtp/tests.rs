@@ -938,7 +938,7 @@ fn idle_timeout_releases_and_closes() {
     run.pump();
     assert_eq!(
         run.take(),
-        s(&["421 4.4.2 Timeout exceeded, closing transmission channel"])
+        s(&["421 4.4.2 Error: timeout exceeded"])
     );
     assert!(run.session.is_closed());
     assert_eq!(
@@ -1274,4 +1274,5 @@ fn arbitrary_input_never_panics() {
     assert!(delivered > 0, "the input reaches the end of data");
 }
 
+mod limits;
 mod tls_auth;
