@@ -7,6 +7,8 @@
 //! popgate grant list | add ADDRESS [--ttl 30m] [--messages N] [--note TEXT] | revoke KEY | flush
 //! popgate queue list | show ID | retry ID | delete ID
 //! popgate check-config [--config FILE]
+//! popgate report migration [--json]
+//! popgate import SOURCE --user ADDRESS [--uidl-format FORMAT]
 //! ```
 //!
 //! `--config` is global, so it goes before or after the subcommand; `popgate` alone
@@ -62,6 +64,36 @@ pub enum Command {
     },
     /// Check the configuration and print the listeners it would start.
     CheckConfig,
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        what: ReportCommand,
+    },
+    /// Import a Maildir (keeping its POP3 UIDLs) or an mbox file into a user's Maildir.
+    Import {
+        /// A Maildir folder (with dovecot-uidlist or courierimapuiddb), or an mbox file.
+        source: PathBuf,
+        /// The user whose mailbox receives the messages.
+        #[arg(long)]
+        user: String,
+        /// The old server's POP3 UIDL format (Dovecot's pop3_uidl_format syntax: %u
+        /// UID, %v UIDVALIDITY, %f file name, %08Xu hex); default: Dovecot's
+        /// %08Xu%08Xv, or %v-%u for Courier's uidlist.
+        #[arg(long, value_name = "FORMAT")]
+        uidl_format: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Who still depends on POP before SMTP: users by group, work left first. Read
+    /// from the data folder, so it works whether or not the server runs (a running
+    /// server saves its counts within seconds).
+    Migration {
+        /// The report as JSON (the same document as `GET /api/migration`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +176,34 @@ pub fn run(command: &Command, config: &Config) -> anyhow::Result<()> {
         Command::User { action } => user(action, config, &mut out),
         Command::Grant { action } => grant(action, config, &mut out),
         Command::Queue { action } => queue(action, config, &mut out),
+        Command::Report {
+            what: ReportCommand::Migration { json },
+        } => {
+            let report = crate::migration::report_from_file(config)?;
+            if *json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                crate::migration::write_table(&mut out, &report)?;
+            }
+            Ok(())
+        }
+        Command::Import {
+            source,
+            user,
+            uidl_format,
+        } => {
+            let user = local_address(config, user)?;
+            let db = UserDb::load(&config.users_file, &config.domains)?;
+            if !db.exists(&user) {
+                bail!("{user} is not a user: add it first (`popgate user add {user}`)");
+            }
+            let store = crate::maildir::MailStore::new(config.mail_dir());
+            let report = crate::import::import(&store, &user, source, uidl_format.as_deref())?;
+            write!(out, "{report}")?;
+            writeln!(out, "into: {user}")?;
+            Ok(())
+        }
     }
 }
 
@@ -485,6 +545,10 @@ mod tests {
             &["queue", "delete", "1"],
             &["user", "remove", "x"],
             &["user", "passwd", "x"],
+            &["report", "migration"],
+            &["report", "migration", "--json"],
+            &["import", "Maildir", "--user", "taro"],
+            &["import", "mbox", "--user", "taro", "--uidl-format", "%v-%u"],
         ] {
             assert!(parse(ok).is_ok(), "{ok:?}");
         }
@@ -493,6 +557,8 @@ mod tests {
             &["user", "add"],
             &["grant", "add", "x", "--ttl", "soon"],
             &["frobnicate"],
+            &["import", "Maildir"],
+            &["report"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

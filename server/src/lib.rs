@@ -8,6 +8,8 @@
 //! * [`aliases`]: the aliases file.
 //! * [`maildir`]: Maildir delivery and POP3 maildrops, with per-maildrop locks.
 //! * [`queue`]: the durable outbound queue for relayed mail.
+//! * [`migration`]: the durable per-user migration ledger, the report, the notice mail.
+//! * [`import`]: `popgate import`: Maildir (UIDLs kept) and mbox into a user's Maildir.
 //! * [`delivery`]: the queue runner: routing, the SMTP client's IO, retries, bounces.
 //! * [`demo`]: first-run demo users and their credentials file.
 //! * [`privilege`]: the private umask, dropping root after binding.
@@ -19,7 +21,9 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod import;
 pub mod maildir;
+pub mod migration;
 pub mod privilege;
 pub mod queue;
 pub mod serve;

@@ -141,6 +141,8 @@ impl MailStore {
     /// name, then the name). A missing Maildir is an empty maildrop.
     pub fn open(&self, address: &str) -> io::Result<Vec<MaildropEntry>> {
         let dir = self.maildir(address)?;
+        // Messages brought over by `popgate import` keep the UIDL their old server gave.
+        let imported = read_uidl_map(&dir)?;
         let mut found: Vec<(u64, String, MaildropEntry)> = Vec::new();
         for sub in ["new", "cur"] {
             let listing = match fs::read_dir(dir.join(sub)) {
@@ -172,7 +174,10 @@ impl MailStore {
                     time_from_name(&base),
                     base.clone(),
                     MaildropEntry {
-                        uid: uid_for(&base),
+                        uid: imported
+                            .get(&base)
+                            .cloned()
+                            .unwrap_or_else(|| uid_for(&base)),
                         size,
                         path,
                     },
@@ -369,8 +374,85 @@ fn relocate(entry: &MaildropEntry) -> io::Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// The UIDLs of imported messages: `<Maildir>/popgate-uidlist`, a first line
+/// `popgate-uidlist 1`, then `<base name> <uidl>` per message. The one place POP3 reads
+/// a UIDL from other than the name itself (see `crate::import`).
+pub const UIDL_FILE: &str = "popgate-uidlist";
+const UIDL_HEADER: &str = "popgate-uidlist 1";
+
+/// RFC 1939 §7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
+pub fn is_valid_uidl(uidl: &str) -> bool {
+    !uidl.is_empty()
+        && uidl.len() <= MAX_UID_LEN
+        && uidl.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// The imported UIDLs of the Maildir `dir` by base name; none without the file. Lines
+/// that are not `<name> <valid uidl>` are ignored (the name's own UIDL is used).
+pub fn read_uidl_map(dir: &Path) -> io::Result<std::collections::HashMap<String, String>> {
+    let text = match fs::read_to_string(dir.join(UIDL_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, uidl)| is_valid_uidl(uidl))
+        .map(|(base, uidl)| (base.to_owned(), uidl.to_owned()))
+        .collect())
+}
+
+/// Add `entries` (base name, UIDL) to the Maildir's UIDL file, atomically.
+pub fn add_uidls(dir: &Path, entries: &[(String, String)]) -> io::Result<()> {
+    let mut map: std::collections::BTreeMap<String, String> =
+        read_uidl_map(dir)?.into_iter().collect();
+    map.extend(entries.iter().cloned());
+    let mut text = format!("{UIDL_HEADER}\n");
+    for (base, uidl) in &map {
+        text.push_str(&format!("{base} {uidl}\n"));
+    }
+    write_atomic(&dir.join(UIDL_FILE), text.as_bytes())
+}
+
+impl MailStore {
+    /// Store a message under the name another Maildir gave it, in `new/` or (`cur`)
+    /// `cur/` with its flags, as a delivery does (tmp, fsync, link, fsync). An
+    /// existing name is an `AlreadyExists` error, never overwritten.
+    pub fn import_file(
+        &self,
+        address: &str,
+        cur: bool,
+        name: &str,
+        contents: &[u8],
+    ) -> io::Result<()> {
+        if name.is_empty() || name.starts_with('.') || name.contains('/') {
+            return Err(invalid(format!("{name:?} is not a Maildir file name")));
+        }
+        let dir = self.maildir(address)?;
+        self.ensure_maildir(&dir).map_err(storage_full)?;
+        let tmp = dir.join("tmp").join(format!("{}.import", base_name(name)));
+        let dest = dir.join(if cur { "cur" } else { "new" }).join(name);
+        let _ = fs::remove_file(&tmp);
+        let written = (|| {
+            let mut file = create_private(&tmp)?;
+            file.write_all(contents)?;
+            file.sync_all()?;
+            drop(file);
+            fs::hard_link(&tmp, &dest)?;
+            let _ = fs::remove_file(&tmp);
+            sync_dir(dest.parent().unwrap_or(&dir))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(storage_full)
+    }
+}
+
 /// The name without its info part: `base:2,S` is `base`.
-fn base_name(name: &str) -> &str {
+pub fn base_name(name: &str) -> &str {
     match name.find(INFO_SEPARATOR) {
         Some(i) => &name[..i],
         None => name,

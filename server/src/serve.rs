@@ -70,9 +70,9 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
         crate::privilege::Outcome::Dropped { user, uid, gid } => {
             tracing::info!("event=privileges_dropped user={user} uid={uid} gid={gid}")
         }
-        crate::privilege::Outcome::Unchanged { root: true } => tracing::warn!(
-            "running as root: set `[server] user` to serve as an unprivileged user"
-        ),
+        crate::privilege::Outcome::Unchanged { root: true } => {
+            tracing::warn!("running as root: set `[server] user` to serve as an unprivileged user")
+        }
         _ => {}
     }
     if let Some(created) = crate::demo::ensure_demo_users(&config)? {
@@ -84,6 +84,8 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     }
     let (tls, generated) = crate::tls::Tls::load(&config)?;
     let shared = Shared::open(config, tls).await?;
+    // Subscribed before any session starts, so the ledger misses none of their events.
+    let migration = crate::migration::spawn(shared.clone());
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Every connection task holds a clone of `done_tx`; when all are gone, the
@@ -154,6 +156,8 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
     {
         tracing::warn!("sessions still open after the grace period; closing them");
     }
+    // After the last session: its events are counted and saved.
+    migration.finish().await;
     Ok(())
 }
 

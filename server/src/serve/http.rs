@@ -14,6 +14,8 @@
 //! POST   /api/dovecot/policy   Dovecot's auth policy requests; a successful login
 //!                              report grants (see [`dovecot`]) -> {"status":0,"msg":""}
 //! GET    /api/events           WebSocket: a snapshot, then events (see [`ws`])
+//! GET    /api/migration        who still depends on POP before SMTP, by group
+//!                              (popgate_core::migration::MigrationReport)
 //! GET    /metrics              Prometheus text format 0.0.4
 //! ```
 //!
@@ -93,6 +95,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get({
                 let shared = shared.clone();
                 move || crate::delivery::api::list(shared.clone())
+            }),
+        )
+        .route(
+            "/api/migration",
+            get({
+                let shared = shared.clone();
+                move || crate::migration::api(shared.clone())
             }),
         )
         // An unknown API path is a JSON 404 (behind the token too), not the web app.

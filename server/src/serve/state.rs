@@ -26,6 +26,8 @@ use tokio::sync::{Notify, watch};
 pub struct Shared {
     pub config: Config,
     pub clock: Clock,
+    /// Who still depends on POP before SMTP (see [`crate::migration`]).
+    pub migration: crate::migration::MigrationStore,
     pub events: EventBus,
     /// A std mutex, never held across an `.await` (mini-redis `db.rs`): every grant
     /// operation is a short, synchronous call into core.
@@ -61,6 +63,7 @@ impl Shared {
             .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
         let users = UserDb::load(&config.users_file, &config.domains)?;
         let aliases = Aliases::load(&config.aliases_file, &config.domains)?;
+        let migration = crate::migration::MigrationStore::open(&config)?;
         let store = MailStore::new(config.data_dir.join("mail"));
         let queue = Queue::open(config.data_dir.join("queue"))
             .with_context(|| format!("opening the queue in {}", config.data_dir.display()))?;
@@ -108,6 +111,8 @@ impl Shared {
                     SenderPolicySetting::Allow => SenderPolicy::Allow,
                 },
                 max_auth_failures: auth.max_failures,
+                grant_modes: config.grant.modes(),
+                grant_off_text: config.migration.off_text.clone(),
                 ..SmtpConfig::default()
             })
         };
@@ -118,6 +123,7 @@ impl Shared {
         );
         let policy_config = Arc::new(PolicyConfig {
             local_domains: config.domains.clone(),
+            grant_modes: config.grant.modes(),
             ..PolicyConfig::default()
         });
         Ok(Arc::new(Shared {
@@ -137,6 +143,7 @@ impl Shared {
             throttle: Mutex::new(throttle),
             tls,
             aliases,
+            migration,
             store,
             queue,
             next_session: AtomicU64::new(1),

@@ -41,13 +41,14 @@ pub(super) async fn handler(State(api): State<Api>) -> Result<Response, ApiError
         lagged: api.ws.lagged.load(Ordering::Relaxed),
         dropped: api.ws.dropped.load(Ordering::Relaxed),
     };
-    let text = render(
+    let mut text = render(
         &counters,
         grants_live as u64,
         queue_depth as u64,
         events,
         &ws,
     );
+    text.push_str(&crate::migration::metrics(&api.shared, &counters));
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
