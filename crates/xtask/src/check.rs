@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::{bench, sh::Repo, tools};
+use crate::{bench, sh::Repo, tools, web};
 
 pub fn run(repo: &Repo) -> Result<ExitCode> {
     // Without the tools no step means anything: a failure here ends the run at once.
@@ -57,14 +57,10 @@ pub fn run(repo: &Repo) -> Result<ExitCode> {
     steps.run("bench smoke", || {
         bench::run(repo, &["--smoke".to_string()]).map(|_| ())
     });
-    // Before the tests: the browser tests load the built app (web/dist).
-    steps.run("trunk build", || {
-        repo.run(
-            repo.cmd("trunk")
-                .arg("build")
-                .env("TRUNK_SKIP_VERSION_CHECK", "true"),
-        )
-    });
+    // Before the tests: the browser tests load the built app (web/dist), the release
+    // build as it ships, which must stay within its size budget.
+    steps.run("trunk build --release", || web::build_release(repo));
+    steps.run("web size budget", || web::check_budget(repo));
     // Every test binary runs even after one fails, so one run shows every failure.
     steps.run("test", || {
         repo.run(&mut cargo(&["test", "--workspace", "--no-fail-fast"]))

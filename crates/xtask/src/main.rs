@@ -8,6 +8,7 @@
 //! * `check`: `cargo xtask test`, the CI pipeline.
 //! * `bench`: `cargo xtask bench`, popgate side by side with Postfix + Dovecot.
 //! * `fuzz`: `cargo xtask fuzz`, the libFuzzer targets in `fuzz/` for a bounded time.
+//! * `web`: the web app's release build and its size budget (`cargo xtask web`).
 
 mod bench;
 mod check;
@@ -15,6 +16,7 @@ mod fuzz;
 mod serve;
 mod sh;
 mod tools;
+mod web;
 
 use std::process::ExitCode;
 
@@ -27,8 +29,11 @@ commands:
   run [-- ARGS]   build the web app and the server (release), run `popgate serve ARGS`
                   from the repository root and print the ports and demo users;
                   Ctrl-C stops it
-  test            formatting, clippy (host and wasm32), unit and end-to-end tests,
-                  core tests on wasm32 under node, and a trunk build of the web app
+  test            formatting, clippy (host and wasm32), the web app's release build
+                  and size budget, unit and end-to-end tests, core tests on wasm32
+                  under node
+  web             build the web app as released (web/dist) and print its size
+                  against the budget (300 KB gzipped); fails over it
   bench [--smoke] [--peers] [--only N] [--report FILE]
                   workloads against popgate and, with --peers, Postfix + Dovecot;
                   a table on stdout and FILE.md / FILE.json (default target/bench/report)
@@ -49,6 +54,12 @@ fn main() -> ExitCode {
         "test" if rest.is_empty() => Repo::locate().and_then(|repo| check::run(&repo)),
         "bench" => Repo::locate().and_then(|repo| bench::run(&repo, rest)),
         "fuzz" => Repo::locate().and_then(|repo| fuzz::run(&repo, rest)),
+        "web" if rest.is_empty() => Repo::locate().and_then(|repo| {
+            tools::ensure_build_tools(&repo)?;
+            web::build_release(&repo)?;
+            web::check_budget(&repo)?;
+            Ok(ExitCode::SUCCESS)
+        }),
         "setup" if rest.is_empty() => Repo::locate()
             .and_then(|repo| tools::ensure_build_tools(&repo))
             .map(|()| ExitCode::SUCCESS),

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     sh::{Repo, display},
-    tools,
+    tools, web,
 };
 
 const LISTENING: &str = "popgate: listening ";
@@ -33,11 +33,7 @@ pub fn run(repo: &Repo, popgate_args: &[String]) -> Result<ExitCode> {
     tools::ensure_build_tools(repo)?;
 
     println!("\n==> trunk build --release");
-    repo.run(
-        repo.cmd("trunk")
-            .args(["build", "--release"])
-            .env("TRUNK_SKIP_VERSION_CHECK", "true"),
-    )?;
+    web::build_release(repo)?;
 
     println!("\n==> cargo build --release -p popgate-server");
     repo.run(

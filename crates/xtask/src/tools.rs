@@ -55,7 +55,9 @@ pub fn ensure_build_tools(repo: &Repo) -> Result<()> {
 fn ensure_rust_parts(repo: &Repo) -> Result<()> {
     let Some(targets) = repo.probe(repo.cmd("rustup").args(["target", "list", "--installed"]))
     else {
-        println!("rustup not found: assuming the toolchain has {WASM_TARGET}, rustfmt and clippy");
+        println!(
+            "rustup not found: assuming the toolchain has {WASM_TARGET}, rustfmt, clippy and rust-src"
+        );
         return Ok(());
     };
     if !targets.lines().any(|target| target.trim() == WASM_TARGET) {
@@ -67,7 +69,8 @@ fn ensure_rust_parts(repo: &Repo) -> Result<()> {
                 .args(["component", "list", "--installed"]),
         )
         .unwrap_or_default();
-    for component in ["rustfmt", "clippy"] {
+    // rust-src: the web app's release build rebuilds the standard library (crate::web).
+    for component in ["rustfmt", "clippy", "rust-src"] {
         let installed = components
             .lines()
             .any(|line| line.trim() == component || line.starts_with(&format!("{component}-")));
@@ -75,7 +78,7 @@ fn ensure_rust_parts(repo: &Repo) -> Result<()> {
             repo.run(repo.cmd("rustup").args(["component", "add", component]))?;
         }
     }
-    println!("rust: {WASM_TARGET}, rustfmt, clippy ok");
+    println!("rust: {WASM_TARGET}, rustfmt, clippy, rust-src ok");
     Ok(())
 }
 

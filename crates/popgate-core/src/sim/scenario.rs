@@ -124,11 +124,13 @@ pub struct ScenarioConfig {
     pub start_ms: u64,
 }
 
-fn default_hostname() -> String {
+/// `config.hostname` when a document has none.
+pub fn default_hostname() -> String {
     "mail.example.test".to_owned()
 }
 
-fn default_domains() -> Vec<String> {
+/// `config.domains` when a document has none.
+pub fn default_domains() -> Vec<String> {
     vec!["example.test".to_owned()]
 }
 
