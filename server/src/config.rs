@@ -16,6 +16,7 @@ use popgate_core::grant::GrantConfig;
 use popgate_core::migration::{GrantMode, GrantModes};
 use popgate_core::net::Cidr;
 use popgate_core::relay::RelayPolicy;
+use popgate_core::smtp::{BareNewline, ErrorLimits, SmtpConfig};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -559,6 +560,25 @@ impl Default for Limits {
             min_data_rate: defaults::MIN_DATA_RATE,
             proxy_header_timeout: Duration::from_secs(defaults::PROXY_HEADER_TIMEOUT_SECS),
         }
+    /// A bare CR or LF inside DATA: `"reject"` (550 5.5.2) or `"normalize"` (stored
+    /// as CRLF). RFC 5321 §2.3.8; Postfix `smtpd_forbid_bare_newline`.
+    pub bare_newline: BareNewline,
+    /// Hold the SMTP greeting this long; a client that talks first gets 554 5.5.0.
+    /// 0 (the default): greet at once.
+    #[serde(deserialize_with = "de_duration")]
+    pub greet_pause: Duration,
+    /// RFC 2920: a command pipelined after DATA, or any pipelining before EHLO
+    /// offered it, gets 554 5.5.0 and a close. Postfix `smtpd_forbid_unauth_pipelining`.
+    pub forbid_unauth_pipelining: bool,
+    /// Postfix `smtpd_soft_error_limit`: past it each error reply is delayed.
+    pub soft_error_limit: u32,
+    /// Postfix `smtpd_hard_error_limit`: at it, 421 4.7.0 and a close.
+    pub hard_error_limit: u32,
+    /// Postfix `smtpd_error_sleep_time`: the delay per error past the soft limit.
+    #[serde(deserialize_with = "de_duration")]
+    pub error_sleep_time: Duration,
+    /// Postfix `smtpd_junk_command_limit`: NOOP, VRFY, RSET, HELP past it are errors.
+    pub junk_command_limit: u32,
     }
 }
 
@@ -576,6 +596,14 @@ pub struct ServerSettings {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+            // Core's SMTP defaults are the one place for these (Postfix's values).
+            bare_newline: BareNewline::default(),
+            greet_pause: SmtpConfig::default().greet_pause,
+            forbid_unauth_pipelining: SmtpConfig::default().forbid_unauth_pipelining,
+            soft_error_limit: ErrorLimits::default().soft,
+            hard_error_limit: ErrorLimits::default().hard,
+            error_sleep_time: ErrorLimits::default().sleep,
+            junk_command_limit: ErrorLimits::default().junk_commands,
 pub enum LogFormat {
     /// `key=value` lines that fail2ban can match.
     #[default]

@@ -51,7 +51,10 @@ pub struct ImportReport {
 
 impl ImportReport {
     fn skip(&mut self, reason: &str, what: String) {
-        self.skipped.entry(reason.to_owned()).or_default().push(what);
+        self.skipped
+            .entry(reason.to_owned())
+            .or_default()
+            .push(what);
     }
 
     pub fn skipped_total(&self) -> usize {
@@ -159,7 +162,12 @@ pub fn parse_uidlist(text: &str) -> anyhow::Result<Uidlist> {
 /// the UIDVALIDITY, `%f` the base file name, `%%` a percent sign; `%X`/`%x` print a
 /// number in upper- or lowercase hex and a width with a leading 0 pads it
 /// (`%08Xu`).
-pub fn format_uidl(format: &str, uid: u32, uid_validity: u32, file: &str) -> anyhow::Result<String> {
+pub fn format_uidl(
+    format: &str,
+    uid: u32,
+    uid_validity: u32,
+    file: &str,
+) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut chars = format.chars().peekable();
     while let Some(c) = chars.next() {
@@ -200,7 +208,10 @@ pub fn format_uidl(format: &str, uid: u32, uid_validity: u32, file: &str) -> any
                 out.push_str(file);
                 continue;
             }
-            other => bail!("{format:?}: unknown variable %{}", other.map(String::from).unwrap_or_default()),
+            other => bail!(
+                "{format:?}: unknown variable %{}",
+                other.map(String::from).unwrap_or_default()
+            ),
         };
         let text = match hex {
             Some(true) => format!("{value:X}"),
@@ -217,7 +228,12 @@ pub fn format_uidl(format: &str, uid: u32, uid_validity: u32, file: &str) -> any
 }
 
 /// Import `source` into `user`'s Maildir in `store`.
-pub fn import(store: &MailStore, user: &str, source: &Path, uidl_format: Option<&str>) -> anyhow::Result<ImportReport> {
+pub fn import(
+    store: &MailStore,
+    user: &str,
+    source: &Path,
+    uidl_format: Option<&str>,
+) -> anyhow::Result<ImportReport> {
     let meta = fs::metadata(source).with_context(|| format!("cannot read {}", source.display()))?;
     if meta.is_dir() {
         import_maildir(store, user, source, uidl_format)
@@ -226,24 +242,41 @@ pub fn import(store: &MailStore, user: &str, source: &Path, uidl_format: Option<
     }
 }
 
-fn import_maildir(store: &MailStore, user: &str, source: &Path, uidl_format: Option<&str>) -> anyhow::Result<ImportReport> {
+fn import_maildir(
+    store: &MailStore,
+    user: &str,
+    source: &Path,
+    uidl_format: Option<&str>,
+) -> anyhow::Result<ImportReport> {
     if !source.join("cur").is_dir() && !source.join("new").is_dir() {
-        bail!("{} is neither a Maildir (no cur/ or new/) nor an mbox file", source.display());
+        bail!(
+            "{} is neither a Maildir (no cur/ or new/) nor an mbox file",
+            source.display()
+        );
     }
     let mut report = ImportReport {
         source: source.display().to_string(),
         ..ImportReport::default()
     };
-    let (uidlist, default_format, kind) = if let Ok(text) = fs::read_to_string(source.join(DOVECOT_UIDLIST)) {
-        (Some(parse_uidlist(&text).context("reading dovecot-uidlist")?), DOVECOT_UIDL_FORMAT, "maildir with dovecot-uidlist")
-    } else if let Some(text) = COURIER_UIDLISTS
-        .iter()
-        .find_map(|n| fs::read_to_string(source.join(n)).ok())
-    {
-        (Some(parse_uidlist(&text).context("reading courierimapuiddb")?), COURIER_UIDL_FORMAT, "maildir with courierimapuiddb")
-    } else {
-        (None, DOVECOT_UIDL_FORMAT, "maildir without a uidlist")
-    };
+    let (uidlist, default_format, kind) =
+        if let Ok(text) = fs::read_to_string(source.join(DOVECOT_UIDLIST)) {
+            (
+                Some(parse_uidlist(&text).context("reading dovecot-uidlist")?),
+                DOVECOT_UIDL_FORMAT,
+                "maildir with dovecot-uidlist",
+            )
+        } else if let Some(text) = COURIER_UIDLISTS
+            .iter()
+            .find_map(|n| fs::read_to_string(source.join(n)).ok())
+        {
+            (
+                Some(parse_uidlist(&text).context("reading courierimapuiddb")?),
+                COURIER_UIDL_FORMAT,
+                "maildir with courierimapuiddb",
+            )
+        } else {
+            (None, DOVECOT_UIDL_FORMAT, "maildir without a uidlist")
+        };
     report.kind = kind.to_owned();
     let format = uidl_format.unwrap_or(default_format);
     // Check the format once, before anything is stored.
@@ -253,7 +286,12 @@ fn import_maildir(store: &MailStore, user: &str, source: &Path, uidl_format: Opt
     let present: HashSet<String> = store
         .open(user)?
         .iter()
-        .filter_map(|e| e.path.file_name().and_then(|n| n.to_str()).map(|n| base_name(n).to_owned()))
+        .filter_map(|e| {
+            e.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| base_name(n).to_owned())
+        })
         .collect();
     let mut uidls: Vec<(String, String)> = Vec::new();
     for (sub, cur) in [("new", false), ("cur", true)] {
@@ -291,16 +329,32 @@ fn import_maildir(store: &MailStore, user: &str, source: &Path, uidl_format: Opt
                 report.skip("empty file", shown);
                 continue;
             }
-            let uidl = match uidlist.as_ref().and_then(|l| l.entries.get(&base).map(|e| (l, e))) {
-                Some((_, UidEntry { pop3_uidl: Some(p), .. })) if p.is_empty() => Some(base.clone()),
-                Some((_, UidEntry { pop3_uidl: Some(p), .. })) => Some(p.clone()),
+            let uidl = match uidlist
+                .as_ref()
+                .and_then(|l| l.entries.get(&base).map(|e| (l, e)))
+            {
+                Some((
+                    _,
+                    UidEntry {
+                        pop3_uidl: Some(p), ..
+                    },
+                )) if p.is_empty() => Some(base.clone()),
+                Some((
+                    _,
+                    UidEntry {
+                        pop3_uidl: Some(p), ..
+                    },
+                )) => Some(p.clone()),
                 Some((l, e)) => Some(format_uidl(format, e.uid, l.uid_validity, &base)?),
                 None => None,
             };
             let uidl = match uidl {
                 Some(u) if is_valid_uidl(&u) => Some(u),
                 Some(_) => {
-                    report.skip("UIDL not valid in POP3 (RFC 1939 §7); stored, new UIDL", shown.clone());
+                    report.skip(
+                        "UIDL not valid in POP3 (RFC 1939 §7); stored, new UIDL",
+                        shown.clone(),
+                    );
                     None
                 }
                 None => None,
@@ -311,7 +365,9 @@ fn import_maildir(store: &MailStore, user: &str, source: &Path, uidl_format: Opt
                     report.skip("already present", shown);
                     continue;
                 }
-                Err(e) => return Err(e).with_context(|| format!("storing {shown} in {}", dest.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("storing {shown} in {}", dest.display()));
+                }
             }
             report.taken += 1;
             if let Some(u) = uidl {
@@ -321,7 +377,8 @@ fn import_maildir(store: &MailStore, user: &str, source: &Path, uidl_format: Opt
         }
     }
     if !uidls.is_empty() {
-        add_uidls(&dest, &uidls).with_context(|| format!("writing the UIDLs in {}", dest.display()))?;
+        add_uidls(&dest, &uidls)
+            .with_context(|| format!("writing the UIDLs in {}", dest.display()))?;
     }
     Ok(report)
 }
@@ -347,7 +404,10 @@ pub fn split_mbox(bytes: &[u8]) -> Vec<Vec<u8>> {
             // Text before the first From_ line is not a message.
             continue;
         };
-        let quoted = line.iter().position(|&b| b != b'>').is_some_and(|i| i > 0 && line[i..].starts_with(b"From "));
+        let quoted = line
+            .iter()
+            .position(|&b| b != b'>')
+            .is_some_and(|i| i > 0 && line[i..].starts_with(b"From "));
         m.extend_from_slice(if quoted { &line[1..] } else { line });
     }
     messages.extend(current);
@@ -387,7 +447,10 @@ fn import_mbox(store: &MailStore, user: &str, source: &Path) -> anyhow::Result<I
         ..ImportReport::default()
     };
     if !bytes.starts_with(b"From ") {
-        bail!("{} does not start with a `From ` line: not an mbox file", source.display());
+        bail!(
+            "{} does not start with a `From ` line: not an mbox file",
+            source.display()
+        );
     }
     let dest = store.maildir(user)?;
     let mut uidls = Vec::new();
@@ -397,7 +460,9 @@ fn import_mbox(store: &MailStore, user: &str, source: &Path) -> anyhow::Result<I
             report.skip("empty message", shown);
             continue;
         }
-        let name = store.deliver(user, &[&message]).with_context(|| format!("storing {shown}"))?;
+        let name = store
+            .deliver(user, &[&message])
+            .with_context(|| format!("storing {shown}"))?;
         report.taken += 1;
         if let Some(u) = x_uidl(&message) {
             report.uidls_kept += 1;
@@ -405,7 +470,8 @@ fn import_mbox(store: &MailStore, user: &str, source: &Path) -> anyhow::Result<I
         }
     }
     if !uidls.is_empty() {
-        add_uidls(&dest, &uidls).with_context(|| format!("writing the UIDLs in {}", dest.display()))?;
+        add_uidls(&dest, &uidls)
+            .with_context(|| format!("writing the UIDLs in {}", dest.display()))?;
     }
     Ok(report)
 }
@@ -426,10 +492,19 @@ mod tests {
         assert_eq!(list.uid_validity, 1275660208);
         let e = &list.entries["1276528487.M364837P9451.kurkku,S=1355,W=1394"];
         assert_eq!((e.uid, e.pop3_uidl.as_deref()), (25006, None));
-        assert_eq!(list.entries["1276533073.M242911P3632.kurkku"].pop3_uidl.as_deref(), Some("0000abcd"));
-        assert_eq!(list.entries["1276533074.M1.kurkku"].pop3_uidl.as_deref(), Some(""));
-        let courier = parse_uidlist("1 1100000000 3\n1 1099999999.123.host:2,S\n2 1099999999.124.host\n")
-            .expect("v1");
+        assert_eq!(
+            list.entries["1276533073.M242911P3632.kurkku"]
+                .pop3_uidl
+                .as_deref(),
+            Some("0000abcd")
+        );
+        assert_eq!(
+            list.entries["1276533074.M1.kurkku"].pop3_uidl.as_deref(),
+            Some("")
+        );
+        let courier =
+            parse_uidlist("1 1100000000 3\n1 1099999999.123.host:2,S\n2 1099999999.124.host\n")
+                .expect("v1");
         assert_eq!(courier.uid_validity, 1100000000);
         assert_eq!(courier.entries["1099999999.123.host"].uid, 1);
         assert!(parse_uidlist("9 x\n").is_err());
@@ -438,10 +513,19 @@ mod tests {
 
     #[test]
     fn uidl_formats_as_dovecot_prints_them() {
-        assert_eq!(format_uidl(DOVECOT_UIDL_FORMAT, 25006, 1275660208, "f").expect("fmt"), "000061AE4C0907B0");
-        assert_eq!(format_uidl(COURIER_UIDL_FORMAT, 2, 1100000000, "f").expect("fmt"), "1100000000-2");
+        assert_eq!(
+            format_uidl(DOVECOT_UIDL_FORMAT, 25006, 1275660208, "f").expect("fmt"),
+            "000061AE4C0907B0"
+        );
+        assert_eq!(
+            format_uidl(COURIER_UIDL_FORMAT, 2, 1100000000, "f").expect("fmt"),
+            "1100000000-2"
+        );
         assert_eq!(format_uidl("%f", 1, 1, "base").expect("fmt"), "base");
-        assert_eq!(format_uidl("%08xu%%", 255, 1, "f").expect("fmt"), "000000ff%");
+        assert_eq!(
+            format_uidl("%08xu%%", 255, 1, "f").expect("fmt"),
+            "000000ff%"
+        );
         assert!(format_uidl("%q", 1, 1, "f").is_err());
     }
 
@@ -454,7 +538,10 @@ mod tests {
             String::from_utf8_lossy(&m[0]),
             "Subject: one\n\nFrom the start\n>From two levels\nFrom inside a paragraph\n"
         );
-        assert_eq!(String::from_utf8_lossy(&m[1]), "Subject: two\nX-UIDL: old-uidl-2\n\nbody\n");
+        assert_eq!(
+            String::from_utf8_lossy(&m[1]),
+            "Subject: two\nX-UIDL: old-uidl-2\n\nbody\n"
+        );
         assert_eq!(x_uidl(&m[1]).as_deref(), Some("old-uidl-2"));
         assert_eq!(x_uidl(&m[0]), None);
     }
@@ -466,16 +553,33 @@ mod tests {
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir_all(src.path().join(sub)).expect("mkdir");
         }
-        fs::write(src.path().join("cur/100.M1P1.host,S=20:2,S"), "Subject: a\r\n\r\nbody\r\n").expect("w");
-        fs::write(src.path().join("new/101.M2P1.host"), "Subject: b\r\n\r\nbody\r\n").expect("w");
+        fs::write(
+            src.path().join("cur/100.M1P1.host,S=20:2,S"),
+            "Subject: a\r\n\r\nbody\r\n",
+        )
+        .expect("w");
+        fs::write(
+            src.path().join("new/101.M2P1.host"),
+            "Subject: b\r\n\r\nbody\r\n",
+        )
+        .expect("w");
         fs::write(src.path().join("new/102.M3P1.host"), "").expect("w");
-        fs::write(src.path().join("dovecot-uidlist"), "3 V1700000000 N3\n1 :100.M1P1.host,S=20:2,S\n2 :101.M2P1.host\n").expect("w");
+        fs::write(
+            src.path().join("dovecot-uidlist"),
+            "3 V1700000000 N3\n1 :100.M1P1.host,S=20:2,S\n2 :101.M2P1.host\n",
+        )
+        .expect("w");
         let store = MailStore::new(data.path().join("mail"));
         let user = "taro@example.test";
         let r = import(&store, user, src.path(), None).expect("import");
         assert_eq!((r.taken, r.uidls_kept), (2, 2), "{r}");
         assert_eq!(r.skipped["empty file"], ["new/102.M3P1.host"]);
-        let uids: Vec<String> = store.open(user).expect("open").into_iter().map(|e| e.uid).collect();
+        let uids: Vec<String> = store
+            .open(user)
+            .expect("open")
+            .into_iter()
+            .map(|e| e.uid)
+            .collect();
         assert_eq!(uids, ["000000016553F100", "000000026553F100"]);
         let again = import(&store, user, src.path(), None).expect("again");
         assert_eq!(again.taken, 0);

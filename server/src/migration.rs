@@ -162,7 +162,11 @@ pub fn spawn(shared: Arc<Shared>) -> MigrationTask {
     MigrationTask { stop, handle }
 }
 
-async fn run(shared: Arc<Shared>, mut rx: broadcast::Receiver<Event>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    shared: Arc<Shared>,
+    mut rx: broadcast::Receiver<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut dirty = false;
     let mut tick = tokio::time::interval(SAVE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,7 +244,10 @@ async fn send_notice(shared: &Arc<Shared>, user: &str, at: Millis) {
     let message = match build_notice(&shared.config, user, at) {
         Ok(m) => m,
         Err(e) => {
-            shared.migration.notices_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .migration
+                .notices_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %format!("{e:#}"), "event=notice_failed user={user}");
             return;
         }
@@ -282,11 +289,17 @@ async fn send_notice(shared: &Arc<Shared>, user: &str, at: Millis) {
             shared.events.publish(sent, None);
         }
         Ok(Err(e)) => {
-            shared.migration.notices_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .migration
+                .notices_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "event=notice_failed user={user}");
         }
         Err(e) => {
-            shared.migration.notices_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .migration
+                .notices_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "event=notice_failed user={user}");
         }
     }
@@ -315,14 +328,20 @@ pub fn build_notice(config: &Config, user: &str, at: Millis) -> anyhow::Result<V
         hostname: &config.hostname,
         submission_port,
     };
-    let (subject, body) = render_notice(&template, &values)
-        .map_err(|_| anyhow::anyhow!("the notice template must start with a `Subject:` line and a blank line"))?;
+    let (subject, body) = render_notice(&template, &values).map_err(|_| {
+        anyhow::anyhow!("the notice template must start with a `Subject:` line and a blank line")
+    })?;
     let from = if notice.from.is_empty() {
         format!("postmaster@{}", config.primary_domain())
     } else {
         notice.from.clone()
     };
-    let message_id = format!("notice.{}.{}@{}", at.0, user.replace('@', "="), config.hostname);
+    let message_id = format!(
+        "notice.{}.{}@{}",
+        at.0,
+        user.replace('@', "="),
+        config.hostname
+    );
     Ok(notice_message(&Notice {
         from: &from,
         to: user,
@@ -401,7 +420,15 @@ pub fn write_table(out: &mut impl std::io::Write, report: &MigrationReport) -> s
         return writeln!(out, "no users seen in the last {}", days(report.window_ms));
     }
     let header = [
-        "GROUP", "USER", "MODE", "GRANT", "AUTH", "LOGINS", "NO-TLS", "LAST LOGIN", "ADDRESSES",
+        "GROUP",
+        "USER",
+        "MODE",
+        "GRANT",
+        "AUTH",
+        "LOGINS",
+        "NO-TLS",
+        "LAST LOGIN",
+        "ADDRESSES",
     ];
     let rows: Vec<[String; 9]> = report
         .users
@@ -480,7 +507,12 @@ pub fn write_table(out: &mut impl std::io::Write, report: &MigrationReport) -> s
         .iter()
         .map(|g| format!("{} {}", g.group.id(), g.users.len()))
         .collect();
-    writeln!(out, "\n{} (last {})", summary.join(", "), days(report.window_ms))
+    writeln!(
+        out,
+        "\n{} (last {})",
+        summary.join(", "),
+        days(report.window_ms)
+    )
 }
 
 fn days(ms: u64) -> String {
@@ -507,17 +539,27 @@ mod tests {
 
     #[test]
     fn shipped_templates_render_in_both_languages() {
-        for (language, needle) in [("en", "Subject: Action needed"), ("ja", "Subject: =?UTF-8?B?")] {
+        for (language, needle) in [
+            ("en", "Subject: Action needed"),
+            ("ja", "Subject: =?UTF-8?B?"),
+        ] {
             let c = config(&format!(
                 "[listen]\nsubmission = \"127.0.0.1:587\"\n[migration.notice]\nenabled = true\nlanguage = \"{language}\"\n"
             ));
-            let m = build_notice(&c, "taro@example.test", Millis(1_795_893_491_000)).expect("notice");
+            let m =
+                build_notice(&c, "taro@example.test", Millis(1_795_893_491_000)).expect("notice");
             let text = String::from_utf8(m).expect("utf8");
             assert!(text.contains(needle), "{text}");
-            assert!(text.contains("From: <postmaster@example.test>\r\n"), "{text}");
+            assert!(
+                text.contains("From: <postmaster@example.test>\r\n"),
+                "{text}"
+            );
             assert!(text.contains("Content-Type: text/plain; charset=UTF-8\r\n"));
             assert!(text.contains("587"), "{text}");
-            assert!(!text.contains("{user}") && !text.contains("{hostname}"), "{text}");
+            assert!(
+                !text.contains("{user}") && !text.contains("{hostname}"),
+                "{text}"
+            );
         }
     }
 
@@ -538,8 +580,12 @@ mod tests {
         let e = Config::parse("[grant]\nmode = \"maybe\"\n", &std::env::temp_dir(), None)
             .expect_err("bad mode");
         assert!(format!("{e:#}").contains("grant.mode"), "{e:#}");
-        let e = Config::parse("[grant.modes]\n\"a b\" = \"off\"\n", &std::env::temp_dir(), None)
-            .expect_err("bad key");
+        let e = Config::parse(
+            "[grant.modes]\n\"a b\" = \"off\"\n",
+            &std::env::temp_dir(),
+            None,
+        )
+        .expect_err("bad key");
         assert!(format!("{e:#}").contains("grant.modes"), "{e:#}");
     }
 }

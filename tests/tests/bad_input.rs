@@ -2,7 +2,7 @@
 //! the session goes on; only CRLF.CRLF ends DATA (no SMTP smuggling).
 
 use popgate_tests::stored::crlf_octets;
-use popgate_tests::{Client, Server, Setup, contains, host, read, reply};
+use popgate_tests::{Client, Server, Setup, contains, host, read, reply, send_local};
 
 const BOB: &str = "bob@example.test";
 const PW: &str = "bob-secret-8";
@@ -160,7 +160,9 @@ fn pop3_commands_out_of_state_get_err_and_the_session_goes_on() {
 }
 
 /// Bare-LF and bare-CR "ends of data" that must not end the message: smuggled
-/// commands follow each, and only the final CRLF.CRLF ends it.
+/// commands follow each, and only the final CRLF.CRLF ends it. Here with
+/// `bare_newline = "normalize"`, so the one message is stored and can be looked at;
+/// the default refusal is in `adversarial_protocol.rs`.
 const SMUGGLES: [(&str, &[u8]); 4] = [
     ("LF.LF", b"\n.\n"),
     ("LF.CRLF", b"\n.\r\n"),
@@ -170,7 +172,10 @@ const SMUGGLES: [(&str, &[u8]); 4] = [
 
 #[test]
 fn only_crlf_dot_crlf_ends_data() {
-    let server = server();
+    let server = Setup::default()
+        .user(BOB, PW)
+        .toml("[limits]\nbare_newline = \"normalize\"")
+        .start();
     for (name, end) in SMUGGLES {
         let mut c = Client::smtp_from(server.smtp(), host(2));
         let r = c.smtp("MAIL FROM:<sender@elsewhere.test>");
@@ -217,33 +222,39 @@ fn only_crlf_dot_crlf_ends_data() {
             String::from_utf8_lossy(&file)
         );
     }
-    // The bare-LF dot line is kept as it came.
+    // The bare-LF dot line is stored in CRLF form, still inside the message.
     let lf = files
         .iter()
         .map(|f| read(f))
         .find(|bytes| contains(bytes, b"Subject: smuggle LF.LF\r\n"))
         .expect("the LF.LF message");
     assert!(
-        contains(&lf, b"before\n.\nMAIL FROM:<evil@elsewhere.test>\r\n"),
-        "LF.LF: the stored message does not contain `\\n.\\n` as sent:\n{:?}",
+        contains(&lf, b"before\r\n.\r\nMAIL FROM:<evil@elsewhere.test>\r\n"),
+        "LF.LF: the stored message does not contain `\\n.\\n` as CRLF:\n{:?}",
         String::from_utf8_lossy(&lf)
     );
 }
 
-/// A message stored with a bare-LF `.` line (as the LF.LF smuggling attempt left it)
-/// is served over POP3 in CRLF form, with that line byte-stuffed (RFC 1939 §3), and
-/// its size counted in CRLF octets: otherwise the `.` would end RETR early.
+/// A message with a bare-LF `.` line, as another program may leave it in the Maildir
+/// (SMTP no longer stores one), is served over POP3 in CRLF form, with that line
+/// byte-stuffed (RFC 1939 §3), and its size counted in CRLF octets: otherwise the `.`
+/// would end RETR early.
 #[test]
 fn pop3_serves_a_bare_lf_message_in_crlf_form_and_stuffed() {
     let server = server();
-    let mut c = Client::smtp_from(server.smtp(), host(2));
-    let r = c.smtp("MAIL FROM:<sender@elsewhere.test>");
-    assert!(r.starts_with("250 "), "MAIL: {r:?}");
-    let r = c.smtp(&format!("RCPT TO:<{BOB}>"));
-    assert!(r.starts_with("250 "), "RCPT: {r:?}");
-    let r = c.smtp_data(b"Subject: bare lf\r\n\r\nbefore\n.\nafter\nlast\r\n");
-    assert!(r.starts_with(reply::QUEUED), "end of data: {r:?}");
-    c.smtp("QUIT");
+    // A delivery makes the Maildir; then the other program's file lands beside it.
+    send_local(server.smtp(), BOB, b"Subject: first\r\n\r\nx\r\n");
+    let new = server.maildir(BOB).join("new");
+    std::fs::write(
+        new.join("1700000000.M1P1.other"),
+        b"Subject: bare lf\n\nbefore\n.\nafter\nlast\n",
+    )
+    .expect("write a message into new/");
+    for file in server.maildir_files(BOB, "new") {
+        if !read(&file).starts_with(b"Subject: bare lf") {
+            std::fs::remove_file(&file).expect("remove the first message");
+        }
+    }
 
     let files = server.maildir_files(BOB, "new");
     assert_eq!(files.len(), 1, "{files:?}");

@@ -64,7 +64,7 @@ fn admin_token() -> Option<String> {
 }
 
 /// A request with the admin token, when the page has one.
-fn authorised(request: RequestBuilder) -> RequestBuilder {
+pub(crate) fn authorised(request: RequestBuilder) -> RequestBuilder {
     match admin_token() {
         Some(token) => request.header("Authorization", &format!("Bearer {token}")),
         None => request,
@@ -157,7 +157,9 @@ async fn error_of(response: Response) -> String {
 }
 
 /// `Ok(response)` for a 2xx answer, else what went wrong.
-async fn checked(response: Result<Response, gloo_net::Error>) -> Result<Response, String> {
+pub(crate) async fn checked(
+    response: Result<Response, gloo_net::Error>,
+) -> Result<Response, String> {
     match response {
         Ok(r) if r.ok() => Ok(r),
         Ok(r) => Err(error_of(r).await),

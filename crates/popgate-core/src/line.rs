@@ -132,6 +132,56 @@ impl LineReader {
     }
 }
 
+/// HTTP methods (RFC 9110 §9, and WebDAV's common ones): a line that starts with one
+/// of these and a space is a browser or a proxy speaking HTTP to a mail port.
+const HTTP_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// HTTP header fields a cross-protocol request carries in its first lines.
+const HTTP_FIELDS: &[&str] = &[
+    "host:",
+    "user-agent:",
+    "accept:",
+    "content-type:",
+    "content-length:",
+    "connection:",
+    "origin:",
+    "referer:",
+    "cookie:",
+];
+
+/// RFC "PROXY protocol" (HAProxy) version 2 signature. It is made to stop a server
+/// that does not expect it: as lines it reads "", "", "\0", "QUIT".
+pub const PROXY_V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// Whether a command line is really another protocol: an HTTP request line or header
+/// (a browser form posted to the mail port, an open-proxy probe), or a PROXY protocol
+/// v1 header (`PROXY TCP4 ...`) on a listener not configured for PROXY. Postfix does
+/// the same with `smtpd_forbidden_commands = CONNECT GET POST ...`; a mail client
+/// never sends any of these, so the session closes at once instead of answering each
+/// header line and then executing the commands in an HTTP body.
+pub fn is_foreign_protocol(line: &[u8]) -> bool {
+    let word_then_space = |word: &str| {
+        line.len() > word.len()
+            && line[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+            && line[word.len()] == b' '
+    };
+    HTTP_METHODS.iter().any(|m| word_then_space(m))
+        || word_then_space("PROXY")
+        || HTTP_FIELDS
+            .iter()
+            .any(|f| line.len() >= f.len() && line[..f.len()].eq_ignore_ascii_case(f.as_bytes()))
+}
+
+/// Whether `buf` (the first bytes of a connection) starts like a PROXY v2 header:
+/// a prefix of [`PROXY_V2_SIGNATURE`] long enough not to be an empty line typed by a
+/// person (two empty lines then a NUL).
+pub fn starts_with_proxy_v2(buf: &[u8]) -> bool {
+    let n = buf.len().min(PROXY_V2_SIGNATURE.len());
+    n >= 5 && buf[..n] == PROXY_V2_SIGNATURE[..n]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +220,55 @@ mod tests {
             lines(&mut r),
             vec![Line::TooLong, Line::Complete(b"OK".to_vec())]
         );
+    }
+
+    #[test]
+    fn foreign_protocols_are_recognised() {
+        for line in [
+            &b"GET / HTTP/1.1"[..],
+            b"get /index.html HTTP/1.0",
+            b"POST /cgi-bin/form HTTP/1.1",
+            b"CONNECT mail.example.test:25 HTTP/1.0",
+            b"OPTIONS * HTTP/1.1",
+            b"Host: mail.example.test",
+            b"User-Agent: curl/8.0",
+            b"USER-AGENT:x",
+            b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 25",
+            b"PROXY UNKNOWN",
+        ] {
+            assert!(
+                is_foreign_protocol(line),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for line in [
+            &b"GETX / HTTP/1.1"[..],
+            b"GET",
+            b"EHLO get.example",
+            b"HELO post",
+            b"MAIL FROM:<get@example.test>",
+            b"USER host",
+            b"NOOP GET / HTTP/1.1",
+            b"PROXYX",
+            b"",
+        ] {
+            assert!(
+                !is_foreign_protocol(line),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_v2_signature_prefix() {
+        assert!(starts_with_proxy_v2(PROXY_V2_SIGNATURE));
+        assert!(starts_with_proxy_v2(b"\r\n\r\n\0\r\nQUIT\n\x21\x11"));
+        assert!(starts_with_proxy_v2(b"\r\n\r\n\0"));
+        assert!(!starts_with_proxy_v2(b"\r\n\r\n"));
+        assert!(!starts_with_proxy_v2(b"\r\nNOOP\r\n"));
+        assert!(!starts_with_proxy_v2(b"EHLO x\r\n"));
     }
 
     #[test]

@@ -120,6 +120,25 @@ smtp_replies! {
     /// RFC 6409 §6.1: MAIL FROM that the authenticated user may not use; the session
     /// writes the address before this text.
     SENDER_NOT_OWNED = 553 "5.7.1" "Sender address rejected: not owned by the authenticated user";
+    /// RFC 5321 §2.3.8, §4.1.1.4: a bare LF in DATA (SMTP smuggling). The code and
+    /// text are Postfix's `smtpd_forbid_bare_newline = reject` ones, so filters
+    /// written for Postfix match: 5.5.2 because it is a syntax error of the line
+    /// ending, not a media (5.6.x) problem of the content.
+    BARE_LF = 550 "5.5.2" "Error: bare <LF> received";
+    /// The same for a CR not followed by LF (RFC 5321 §2.3.8).
+    BARE_CR = 550 "5.5.2" "Error: bare <CR> received";
+    /// RFC 2920 §3.1, RFC 5321 §4.3.1: input before the greeting, a command
+    /// pipelined after DATA, or pipelining that was never offered; the connection
+    /// closes. Postfix's text for the same violation.
+    PROTOCOL_SYNC = 554 "5.5.0" "Error: SMTP protocol synchronization";
+    /// An HTTP request or a PROXY header sent to the SMTP port (a cross-protocol
+    /// attack, or a load balancer not configured for PROXY); the connection closes.
+    FOREIGN_PROTOCOL = 554 "5.5.0" "Error: not an SMTP command, closing";
+    /// Postfix's `smtpd_hard_error_limit`: after too many errors the connection closes.
+    TOO_MANY_ERRORS = 421 "4.7.0" "Error: too many errors";
+    /// A local part that could name something outside the mailbox store (`/`, a
+    /// leading dot, a control character).
+    UNSAFE_LOCAL_PART = 553 "5.1.3" "Recipient address rejected: bad local part";
 }
 
 /// POP3 response codes (RFC 2449 §8, RFC 3206), written in brackets after `-ERR`.
@@ -194,6 +213,8 @@ pop3_replies! {
     POP3_TOO_MANY_CONNECTIONS = false Some(Pop3Code::SysTemp), "Too many connections";
     POP3_SHUTTING_DOWN = false None, "Server shutting down";
     POP3_TIMEOUT = false None, "Autologout; idle for too long";
+    /// An HTTP request or a PROXY header sent to the POP3 port; the connection closes.
+    POP3_FOREIGN_PROTOCOL = false None, "Not a POP3 command, closing";
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use anyhow::Context;
 use popgate_core::grant::GrantTable;
 use popgate_core::policy::PolicyConfig;
 use popgate_core::pop3::Pop3Config;
-use popgate_core::smtp::{SenderPolicy, SmtpConfig};
+use popgate_core::smtp::{ErrorLimits, SenderPolicy, SmtpConfig};
 use popgate_core::throttle::{Throttle, ThrottleConfig};
 use popgate_core::{Event, Protocol, SessionId};
 use std::net::SocketAddr;
@@ -113,6 +113,15 @@ impl Shared {
                 max_auth_failures: auth.max_failures,
                 grant_modes: config.grant.modes(),
                 grant_off_text: config.migration.off_text.clone(),
+                bare_newline: config.limits.bare_newline,
+                greet_pause: config.limits.greet_pause,
+                forbid_unauth_pipelining: config.limits.forbid_unauth_pipelining,
+                error_limits: ErrorLimits {
+                    soft: config.limits.soft_error_limit,
+                    hard: config.limits.hard_error_limit,
+                    sleep: config.limits.error_sleep_time,
+                    junk_commands: config.limits.junk_command_limit,
+                },
                 ..SmtpConfig::default()
             })
         };

@@ -7,6 +7,7 @@ use super::counters::CounterList;
 use super::grant_form::GrantForm;
 use super::grants::GrantTable;
 use super::message::{MessageList, MessageViewer};
+use super::migration::MigrationPanel;
 use super::sessions::SessionList;
 use super::timeline::Timeline;
 use super::transcript::Transcript;
@@ -153,6 +154,11 @@ pub fn dashboard() -> Html {
                         <CounterList />
                         <Chart />
                         <MessageList />
+                    </section>
+                    <section class="panel area-migration" aria-labelledby="migration-title">
+                        <h2 id="migration-title">{ s.migration_title }</h2>
+                        <p class="hint">{ s.migration_hint }</p>
+                        <MigrationPanel />
                     </section>
                 </div>
                 <div class="col">

@@ -13,6 +13,7 @@ pub mod counters;
 pub mod grant_form;
 pub mod grants;
 pub mod message;
+pub mod migration;
 pub mod sessions;
 pub mod timeline;
 pub mod transcript;

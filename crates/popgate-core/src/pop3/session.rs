@@ -7,7 +7,7 @@ use super::{
 };
 use crate::Secret;
 use crate::event::{CloseReason, Event, EventKind, Protocol, SessionId};
-use crate::line::{Line, LineReader};
+use crate::line::{Line, LineReader, is_foreign_protocol, starts_with_proxy_v2};
 use crate::net::{Cidr, is_local_host};
 use crate::reply::{self, Pop3Code, Pop3Reply};
 use crate::sasl::{AuthResult, Credentials, Mechanism, SaslError, SaslExchange, Step};
@@ -323,6 +323,8 @@ pub struct Pop3Session {
     sasl: Option<(Mechanism, SaslExchange)>,
     /// STLS was accepted: nothing is read until the handshake is over.
     starting_tls: bool,
+    /// Whether any input arrived yet (a PROXY v2 header can only come first).
+    input_seen: bool,
     /// A failed login's reply waiting out its delay.
     delayed: Option<Delayed>,
     /// Failed logins in this session, against [`Pop3Config::max_auth_failures`].
@@ -385,6 +387,7 @@ impl Pop3Session {
             apop_timestamp,
             sasl: None,
             starting_tls: false,
+            input_seen: false,
             delayed: None,
             auth_failures: 0,
             shutting_down: false,
@@ -421,6 +424,12 @@ impl Pop3Session {
         // executed, not even once TLS is up.
         if self.state == Pop3State::Closed || self.starting_tls {
             return;
+        }
+        // A PROXY v2 header on a listener not configured for PROXY: close at once
+        // (its signature would read as empty lines, a NUL and QUIT).
+        if !std::mem::replace(&mut self.input_seen, true) && starts_with_proxy_v2(bytes) {
+            self.send(now, reply::POP3_FOREIGN_PROTOCOL);
+            return self.close(now, CloseReason::Error);
         }
         self.reader.push(bytes);
         self.process(now);
@@ -646,6 +655,11 @@ impl Pop3Session {
                         Err(ParseError::UnknownCommand) => {
                             self.send(now, reply::POP3_UNKNOWN_COMMAND)
                         }
+                    // An HTTP request or a PROXY v1 header: not a mail client.
+                    if is_foreign_protocol(&line) {
+                        self.send(now, reply::POP3_FOREIGN_PROTOCOL);
+                        return self.close(now, CloseReason::Error);
+                    }
                         Err(ParseError::BadArgument) => self.send(now, reply::POP3_BAD_ARGUMENT),
                     }
                 }

@@ -1,12 +1,16 @@
 //! The DATA receiver (RFC 5321 §4.1.1.4, §4.5.2).
 //!
 //! Only `CRLF "." CRLF` ends the data. A bare LF or a bare CR never forms a line
-//! boundary here, so `"\n.\n"`, `"\r.\r"` or `"\n.\r\n"` are ordinary message bytes:
+//! boundary here, so `"\n.\n"`, `"\r.\r"` or `"\n.\r\n"` are never an end of data:
 //! a server that ended data on them could be made to accept a second, smuggled
 //! message that an upstream server saw as part of the first. The data starts at a line
 //! boundary (just after the CRLF of the DATA command), so `".\r\n"` alone is an
-//! empty message. A line that starts with '.' loses that dot (dot-unstuffing);
-//! every other byte is kept exactly as received.
+//! empty message. A line that starts with '.' loses that dot (dot-unstuffing).
+//!
+//! RFC 5321 §2.3.8 allows CR and LF only together as CRLF. What a bare one becomes is
+//! [`BareNewline`]: by default the message is refused at its end (so nothing with a
+//! bare LF is ever stored or relayed, where another server could read it as a line
+//! end); `Normalize` stores it as CRLF instead. Either way it never ends the data.
 //!
 //! Memory is bounded: past the size limit the receiver stops storing, keeps reading
 //! to the end of data, and reports [`DataError::TooBig`].
@@ -14,12 +18,28 @@
 /// RFC 5321 §6.3: more `Received:` headers than this is a mail loop.
 pub const MAX_RECEIVED_HEADERS: usize = 100;
 
+/// What a bare CR or LF inside DATA does (RFC 5321 §2.3.8). Postfix calls this
+/// `smtpd_forbid_bare_newline`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareNewline {
+    /// The message is refused at its end: 550 5.5.2 (the default).
+    #[default]
+    Reject,
+    /// Stored as CRLF (for old clients that write bare LF); it still never ends DATA.
+    Normalize,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum DataError {
     /// Larger than the limit: 552 5.3.4.
     TooBig,
     /// More than [`MAX_RECEIVED_HEADERS`] `Received:` headers: 554 5.4.6.
     Loop,
+    /// A bare LF with [`BareNewline::Reject`]: 550 5.5.2.
+    BareLf,
+    /// A bare CR with [`BareNewline::Reject`]: 550 5.5.2.
+    BareCr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +52,7 @@ enum State {
     DotCr,
     /// Inside a line.
     Middle,
-    /// Inside a line, just after a CR: an LF now ends the line.
+    /// Inside a line, just after a CR (held back): an LF now ends the line.
     Cr,
 }
 
@@ -43,15 +63,26 @@ pub(crate) struct DataReceiver {
     /// Octets after dot-unstuffing, counted even past the limit.
     size: u64,
     max: u64,
+    bare_newline: BareNewline,
+    /// The first bare line ending seen.
+    bare: Option<DataError>,
 }
 
 impl DataReceiver {
+    /// A receiver that refuses bare line endings ([`BareNewline::Reject`]).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn new(max: u64) -> DataReceiver {
+        DataReceiver::with_bare_newline(max, BareNewline::Reject)
+    }
+
+    pub(crate) fn with_bare_newline(max: u64, bare_newline: BareNewline) -> DataReceiver {
         DataReceiver {
             state: State::LineStart,
             message: Vec::new(),
             size: 0,
             max,
+            bare_newline,
+            bare: None,
         }
     }
 
@@ -63,27 +94,31 @@ impl DataReceiver {
             let b = bytes[i];
             match self.state {
                 State::Middle => {
-                    // Fast path: copy the run of bytes up to the next CR.
+                    // Fast path: copy the run of bytes up to the next CR or LF.
                     let run = bytes[i..]
                         .iter()
-                        .position(|&c| c == b'\r')
+                        .position(|&c| c == b'\r' || c == b'\n')
                         .unwrap_or(bytes.len() - i);
                     self.store(&bytes[i..i + run]);
                     i += run;
-                    if i < bytes.len() {
-                        self.store(b"\r");
-                        self.state = State::Cr;
-                        i += 1;
+                    match bytes.get(i) {
+                        Some(b'\r') => self.state = State::Cr,
+                        Some(_) => self.bare(DataError::BareLf),
+                        None => {}
                     }
+                    i += 1;
                     continue;
                 }
                 State::Cr => {
-                    self.store(&[b]);
-                    self.state = match b {
-                        b'\n' => State::LineStart,
-                        b'\r' => State::Cr,
-                        _ => State::Middle,
-                    };
+                    if b == b'\n' {
+                        self.store(b"\r\n");
+                        self.state = State::LineStart;
+                    } else {
+                        // RFC 5321 §2.3.8: a CR not followed by LF.
+                        self.bare(DataError::BareCr);
+                        self.state = State::Middle;
+                        continue;
+                    }
                 }
                 State::LineStart => match b {
                     b'.' => self.state = State::Dot,
@@ -104,15 +139,26 @@ impl DataReceiver {
                     if b == b'\n' {
                         return Some(i + 1);
                     }
-                    // ".\r" and then not LF: the dot is stuffing, the CR is data.
-                    self.store(b"\r");
-                    self.state = State::Cr;
+                    // ".\r" and then not LF: the dot is stuffing, the CR is bare.
+                    self.bare(DataError::BareCr);
+                    self.state = State::Middle;
                     continue;
                 }
             }
             i += 1;
         }
         None
+    }
+
+    /// A bare CR or LF (RFC 5321 §2.3.8): remembered, and stored as CRLF when
+    /// normalising, as itself otherwise (the message is refused at its end then).
+    fn bare(&mut self, which: DataError) {
+        self.bare.get_or_insert(which);
+        match (self.bare_newline, which) {
+            (BareNewline::Normalize, _) => self.store(b"\r\n"),
+            (BareNewline::Reject, DataError::BareCr) => self.store(b"\r"),
+            (BareNewline::Reject, _) => self.store(b"\n"),
+        }
     }
 
     fn store(&mut self, bytes: &[u8]) {
@@ -125,10 +171,18 @@ impl DataReceiver {
         }
     }
 
+    /// Message bytes held so far (at most the size limit).
+    pub(crate) fn held(&self) -> usize {
+        self.message.len()
+    }
+
     /// The message, once [`push`](Self::push) has found the end.
     pub(crate) fn finish(self) -> Result<Vec<u8>, DataError> {
         if self.size > self.max {
             return Err(DataError::TooBig);
+        }
+        if let (BareNewline::Reject, Some(bare)) = (self.bare_newline, self.bare) {
+            return Err(bare);
         }
         if is_mail_loop(&self.message) {
             return Err(DataError::Loop);
@@ -165,9 +219,17 @@ mod tests {
 
     /// Feeds `input` whole and byte by byte; both must agree.
     fn receive(input: &[u8], max: u64) -> (Option<usize>, Result<Vec<u8>, DataError>) {
-        let mut whole = DataReceiver::new(max);
+        receive_with(input, max, BareNewline::Reject)
+    }
+
+    fn receive_with(
+        input: &[u8],
+        max: u64,
+        mode: BareNewline,
+    ) -> (Option<usize>, Result<Vec<u8>, DataError>) {
+        let mut whole = DataReceiver::with_bare_newline(max, mode);
         let end = whole.push(input);
-        let mut bytewise = DataReceiver::new(max);
+        let mut bytewise = DataReceiver::with_bare_newline(max, mode);
         let mut bytewise_end = None;
         for (i, b) in input.iter().enumerate() {
             if let Some(n) = bytewise.push(std::slice::from_ref(b)) {
@@ -206,11 +268,78 @@ mod tests {
     }
 
     #[test]
-    fn keeps_bare_line_endings_and_unstuffs_only_after_crlf() {
+    fn bare_line_endings_are_refused_or_normalised_and_unstuff_only_after_crlf() {
         let input = b"x\n.y\r.z\r\n.\rw\r\n.\n\r\n.\r\n";
         let (end, message) = receive(input, 1000);
         assert_eq!(end, Some(input.len()));
-        assert_eq!(message.as_deref(), Ok(&b"x\n.y\r.z\r\n\rw\r\n\n\r\n"[..]));
+        assert_eq!(
+            message,
+            Err(DataError::BareLf),
+            "the first bare ending is named"
+        );
+        let (end, message) = receive_with(input, 1000, BareNewline::Normalize);
+        assert_eq!(end, Some(input.len()));
+        assert_eq!(
+            message.as_deref(),
+            Ok(&b"x\r\n.y\r\n.z\r\n\r\nw\r\n\r\n\r\n"[..])
+        );
+        let (_, message) = receive(b"a\rb\r\n.\r\n", 1000);
+        assert_eq!(message, Err(DataError::BareCr));
+        let (_, message) = receive(b"a\r\r\n.\r\n", 1000);
+        assert_eq!(
+            message,
+            Err(DataError::BareCr),
+            "CR CR LF: the first CR is bare"
+        );
+        let (_, message) = receive_with(b"a\r\r\nb\n\r\n.\r\n", 1000, BareNewline::Normalize);
+        assert_eq!(message.as_deref(), Ok(&b"a\r\n\r\nb\r\n\r\n"[..]));
+        // CRLF only: nothing to refuse.
+        let (_, message) = receive(b"a\r\n\r\nb\r\n.\r\n", 1000);
+        assert_eq!(message.as_deref(), Ok(&b"a\r\n\r\nb\r\n"[..]));
+    }
+
+    /// RFC 5321 §2.3.8 and the SMTP smuggling variants: each bare ending followed by a
+    /// smuggled transaction is one message (refused by default, one normalised message
+    /// otherwise), never two, and a normalised message holds no bare CR or LF.
+    #[test]
+    fn smuggling_variants_make_at_most_one_message() {
+        for end in [
+            &b"\n.\n"[..],
+            b"\r.\r",
+            b"\r\n.\n",
+            b"\n.\r\n",
+            b"\r.\r\n",
+            b"\r\n.\r",
+            b"\n.\r",
+        ] {
+            let mut input = b"Subject: a\r\n\r\nbefore".to_vec();
+            input.extend_from_slice(end);
+            input.extend_from_slice(
+                b"MAIL FROM:<e@x.test>\r\nRCPT TO:<v@x.test>\r\nDATA\r\nevil\r\n.\r\nQUIT\r\n",
+            );
+            let real_end = input.len() - b"QUIT\r\n".len();
+            let (got, message) = receive(&input, 1000);
+            assert_eq!(
+                got,
+                Some(real_end),
+                "{end:?}: the end is the last CRLF.CRLF"
+            );
+            assert!(
+                matches!(message, Err(DataError::BareLf | DataError::BareCr)),
+                "{end:?}: refused by default: {message:?}"
+            );
+            let (got, message) = receive_with(&input, 1000, BareNewline::Normalize);
+            assert_eq!(got, Some(real_end), "{end:?}");
+            let message = message.expect("normalised");
+            for (i, &b) in message.iter().enumerate() {
+                let crlf = match b {
+                    b'\r' => message.get(i + 1) == Some(&b'\n'),
+                    b'\n' => i > 0 && message[i - 1] == b'\r',
+                    _ => true,
+                };
+                assert!(crlf, "{end:?}: bare line ending at {i} in {message:?}");
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use data::{MAX_RECEIVED_HEADERS, is_mail_loop, received_headers};
+pub use data::{BareNewline, MAX_RECEIVED_HEADERS, is_mail_loop, received_headers};
 pub use received::WARN_MARKER;
 pub use session::SmtpSession;
 
@@ -82,6 +82,44 @@ pub struct SmtpConfig {
 
 /// Whether an authenticated user may send as any address.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    /// What a bare CR or LF inside DATA does (RFC 5321 §2.3.8, SMTP smuggling).
+    pub bare_newline: BareNewline,
+    /// Hold the 220 greeting this long; a client that talks first gets 554 5.5.0 and
+    /// a close (RFC 5321 §4.3.1: it must wait for the greeting). Zero: greet at once,
+    /// and there is no "before the greeting" to detect.
+    pub greet_pause: Duration,
+    /// RFC 2920 §3.1, RFC 5321 §4.3.1: a command pipelined after DATA, or any
+    /// pipelining before PIPELINING was offered (HELO, or before EHLO), gets 554 5.5.0
+    /// and a close. Postfix `smtpd_forbid_unauth_pipelining`.
+    pub forbid_unauth_pipelining: bool,
+    /// Errors a client may make before its replies slow down and then it is closed.
+    pub error_limits: ErrorLimits,
+}
+
+/// Postfix's error and junk command limits (`smtpd_soft_error_limit`,
+/// `smtpd_hard_error_limit`, `smtpd_error_sleep_time`, `smtpd_junk_command_limit`).
+/// An error is a 4xx or 5xx reply to a command; the counts start over when a message
+/// is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorLimits {
+    /// Past this many errors each error reply waits `sleep` times the excess.
+    pub soft: u32,
+    /// At this many errors: the reply, then 421 4.7.0 and close.
+    pub hard: u32,
+    pub sleep: Duration,
+    /// NOOP, VRFY, RSET and HELP past this many count as errors.
+    pub junk_commands: u32,
+}
+
+impl Default for ErrorLimits {
+    fn default() -> ErrorLimits {
+        ErrorLimits {
+            soft: 10,
+            hard: 20,
+            sleep: Duration::from_secs(1),
+            junk_commands: 100,
+        }
+    }
 pub enum SenderPolicy {
     /// MAIL FROM must be the authenticated user's own address (compared
     /// case-insensitively) or the null sender `<>`; otherwise 553 5.7.1.
@@ -116,6 +154,10 @@ impl Default for SmtpConfig {
     }
 }
 
+            bare_newline: BareNewline::Reject,
+            greet_pause: Duration::ZERO,
+            forbid_unauth_pipelining: true,
+            error_limits: ErrorLimits::default(),
 /// Something the session needs done outside core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SmtpEffect {

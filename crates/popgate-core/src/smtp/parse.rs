@@ -439,7 +439,9 @@ fn is_atext(c: u8) -> bool {
 }
 
 /// RFC 5321 §4.1.2 `Domain / address-literal`; RFC 1035 lengths (labels of at most
-/// 63 octets, names of at most 255). A trailing dot is not allowed.
+/// 63 octets, names of at most 255). One trailing dot (the absolute form,
+/// `example.test.`) is the same domain and is dropped, so it cannot make a local
+/// domain look remote or the other way round.
 fn parse_domain(s: &str) -> Result<Domain, ParseError> {
     if let Some(inner) = s.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or(ParseError::BadAddress)?;
@@ -454,6 +456,7 @@ fn parse_domain(s: &str) -> Result<Domain, ParseError> {
             Err(ParseError::BadAddress)
         };
     }
+    let s = s.strip_suffix('.').unwrap_or(s);
     if s.is_empty() || s.len() > 255 {
         return Err(ParseError::BadAddress);
     }
@@ -721,7 +724,34 @@ mod tests {
                 Ok(rcpt("a", "xn--r8jz45g.jp")),
             ),
             ("RCPT TO:<>", Err(E::BadAddress)),
-            ("RCPT TO:<bob@example.test.>", Err(E::BadAddress)),
+            (
+                "RCPT TO:<Bob@EXAMPLE.TEST.>",
+                Ok(rcpt("Bob", "example.test")),
+            ),
+            ("RCPT TO:<bob@example.test..>", Err(E::BadAddress)),
+            ("RCPT TO:<bob@.>", Err(E::BadAddress)),
+            (
+                "RCPT TO:<@a.example.,@b.example:bob@example.test.>",
+                Ok(rcpt("bob", "example.test")),
+            ),
+            (
+                "RCPT TO:<user%victim.example@example.test>",
+                Ok(rcpt("user%victim.example", "example.test")),
+            ),
+            (
+                "RCPT TO:<victim.example!user@example.test>",
+                Ok(rcpt("victim.example!user", "example.test")),
+            ),
+            (
+                "RCPT TO:<\"user@victim.example\"@example.test>",
+                Ok(rcpt("\"user@victim.example\"", "example.test")),
+            ),
+            (
+                "RCPT TO:<user@victim.example@example.test>",
+                Err(E::BadAddress),
+            ),
+            ("RCPT TO:<\"user@victim.example\">", Err(E::BadAddress)),
+            ("RCPT TO:<victim.example!user>", Err(E::BadAddress)),
             ("RCPT TO:<bob@example..test>", Err(E::BadAddress)),
             ("RCPT TO:<bob@-example.test>", Err(E::BadAddress)),
             ("RCPT TO:<bob@exa_mple.test>", Err(E::BadAddress)),

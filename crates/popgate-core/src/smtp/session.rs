@@ -10,7 +10,7 @@ use super::{
 use crate::Secret;
 use crate::event::{CloseReason, Event, EventKind, Protocol, RelayOutcome, SessionId};
 use crate::grant::{RelayRefusal, Reservation};
-use crate::line::{Line, LineReader};
+use crate::line::{Line, LineReader, is_foreign_protocol, starts_with_proxy_v2};
 use crate::migration::GrantMode;
 use crate::net::is_local_host;
 use crate::reply::{self, SmtpReply};
@@ -111,6 +111,18 @@ pub struct SmtpSession {
     data_line: usize,
     shutting_down: bool,
     closed: bool,
+    /// Our address on this connection: an address literal naming it is local.
+    local: SocketAddr,
+    /// The greeting is held until then ([`SmtpConfig::greet_pause`]); input before it
+    /// is an early talker.
+    greet_at: Option<Millis>,
+    /// Whether any input arrived yet (a PROXY v2 header can only come first).
+    input_seen: bool,
+    /// Errors (4xx/5xx replies, and junk commands past their limit) since the last
+    /// accepted message, as Postfix counts them for `smtpd_*_error_limit`.
+    errors: u32,
+    /// NOOP, VRFY, RSET and HELP since the last accepted message.
+    junk: u32,
 }
 
 #[derive(Debug)]
@@ -168,6 +180,11 @@ enum Pending {
     AuthDelay {
         until: Millis,
     },
+    /// Past the soft error limit: this reply is written at `until`.
+    ErrorDelay {
+        until: Millis,
+        reply: String,
+    },
 }
 
 impl SmtpSession {
@@ -204,6 +221,11 @@ impl SmtpSession {
             data_line: 0,
             shutting_down: false,
             closed: false,
+            local,
+            greet_at: None,
+            input_seen: false,
+            errors: 0,
+            junk: 0,
         };
         s.event(
             now,
@@ -214,9 +236,19 @@ impl SmtpSession {
                 tls,
             },
         );
-        let greeting = format!("{} {}", s.config.hostname, reply::GREETING.text);
-        s.reply(now, reply::GREETING.line_with(&greeting));
+        if s.config.greet_pause.is_zero() {
+            s.greet(now);
+        } else {
+            s.greet_at = Some(now.saturating_add(s.config.greet_pause));
+        }
         s
+    }
+
+    /// RFC 5321 §4.2: the 220 greeting.
+    fn greet(&mut self, now: Millis) {
+        self.greet_at = None;
+        let greeting = format!("{} {}", self.config.hostname, reply::GREETING.text);
+        self.send(now, reply::GREETING.line_with(&greeting));
     }
 
     /// Bytes read from the peer. Call only while [`wants_input`](Self::wants_input).
@@ -225,6 +257,18 @@ impl SmtpSession {
         // executed, whatever the driver does.
         if self.closed || matches!(self.pending, Some(Pending::Tls)) {
             return;
+        }
+        let first = !self.input_seen;
+        self.input_seen = true;
+        // A PROXY v2 header on a listener not configured for PROXY (the driver strips
+        // it where it is): its signature would read as empty lines, a NUL and QUIT.
+        if first && starts_with_proxy_v2(bytes) {
+            return self.close(now, Some(reply::FOREIGN_PROTOCOL), CloseReason::Error);
+        }
+        // RFC 5321 §4.3.1, §3.1: the client waits for the greeting. Input before it
+        // is an early talker (a spam engine that does not read replies).
+        if self.greet_at.is_some() {
+            return self.close(now, Some(reply::PROTOCOL_SYNC), CloseReason::Error);
         }
         if matches!(self.mode, Mode::Data(_)) {
             self.data_progress(now, bytes.len());
@@ -282,7 +326,10 @@ impl SmtpSession {
             }
             // Nothing is fed back for these (a driver bug): keep waiting, so that
             // plaintext is still never processed before TLS is up.
-            (pending @ (Pending::Tls | Pending::AuthDelay { .. }), other) => {
+            (
+                pending @ (Pending::Tls | Pending::AuthDelay { .. } | Pending::ErrorDelay { .. }),
+                other,
+            ) => {
                 self.pending = Some(pending);
                 if let SmtpResult::Reserve(ReserveResult::Reserved(r)) = other {
                     self.effects
@@ -310,7 +357,7 @@ impl SmtpSession {
                     Pending::Authenticate { mechanism, user } => {
                         self.auth_done(now, mechanism, user, AuthResult::TempFail)
                     }
-                    Pending::Tls | Pending::AuthDelay { .. } => {}
+                    Pending::Tls | Pending::AuthDelay { .. } | Pending::ErrorDelay { .. } => {}
                 }
             }
         }
@@ -349,6 +396,20 @@ impl SmtpSession {
     /// delay (answer 535), or RFC 5321 §4.5.3.2 lets the server close an idle
     /// connection: 421 4.4.2, releasing any reservation.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.greet_at.is_some_and(|at| now >= at) {
+            self.last_activity = now;
+            return self.greet(now);
+        }
+        if let Some(Pending::ErrorDelay { until, .. }) = &self.pending {
+            if now >= *until
+                && let Some(Pending::ErrorDelay { reply, .. }) = self.pending.take()
+            {
+                self.last_activity = now;
+                self.send(now, reply);
+                self.process(now);
+            }
+            return;
+        }
         if let Some(Pending::AuthDelay { until }) = self.pending {
             if now >= until {
                 self.pending = None;
@@ -406,7 +467,8 @@ impl SmtpSession {
     pub fn poll_timeout(&self) -> Option<Millis> {
         match &self.pending {
             _ if self.closed => None,
-            Some(Pending::AuthDelay { until }) => Some(*until),
+            _ if self.greet_at.is_some() => self.greet_at,
+            Some(Pending::AuthDelay { until } | Pending::ErrorDelay { until, .. }) => Some(*until),
             Some(_) => None,
             None if matches!(self.mode, Mode::Data(_)) => Some(self.data_deadline),
             None => Some(self.last_activity.saturating_add(self.config.idle_timeout)),
@@ -441,8 +503,18 @@ impl SmtpSession {
                     }
                     match end {
                         Some(used) => {
-                            // RFC 2920 §3.1: what follows the end of data are commands.
-                            self.reader.unread(&buffered[used..]);
+                            // RFC 2920 §3.1: what follows the end of data are commands,
+                            // but only a client that was offered PIPELINING may send
+                            // them before the reply (RFC 5321 §4.3.1).
+                            let rest = &buffered[used..];
+                            if !rest.is_empty() && !self.may_pipeline() {
+                                return self.close(
+                                    now,
+                                    Some(reply::PROTOCOL_SYNC),
+                                    CloseReason::Error,
+                                );
+                            }
+                            self.reader.unread(rest);
                             self.last_activity = now;
                             self.end_of_data(now, receiver);
                         }
@@ -510,7 +582,27 @@ impl SmtpSession {
 
     fn command(&mut self, now: Millis, line: &[u8]) {
         self.event(now, client_line_event(line, false));
-        let command = match parse_command(line) {
+        // An HTTP request or a PROXY v1 header: not a mail client; close at once
+        // rather than answer each header and then run the commands in its body.
+        if is_foreign_protocol(line) {
+            return self.close(now, Some(reply::FOREIGN_PROTOCOL), CloseReason::Error);
+        }
+        let command = parse_command(line);
+        // RFC 2920 §3.1: DATA ends a group (the client waits for 354); RFC 5321
+        // §4.3.1 without PIPELINING every command waits for its reply. Bytes already
+        // here are a client that does not read replies (a spam engine, or smuggling
+        // that counts on a different reading of the stream): 554 and close. Bytes
+        // after STARTTLS are discarded by design (CVE-2011-0411) and QUIT closes anyway.
+        let exempt = matches!(command, Ok(Command::StartTls | Command::Quit));
+        let data = matches!(command, Ok(Command::Data));
+        if self.config.forbid_unauth_pipelining
+            && !exempt
+            && self.reader.buffered() > 0
+            && (data || !self.may_pipeline())
+        {
+            return self.close(now, Some(reply::PROTOCOL_SYNC), CloseReason::Error);
+        }
+        let command = match command {
             Ok(command) => command,
             Err(e) => return self.reply(now, e.reply().line()),
         };
@@ -519,18 +611,32 @@ impl SmtpSession {
             Command::Helo(name) => self.hello(now, name, false),
             Command::Mail { from, params } => self.mail(now, from, params),
             Command::Rcpt { to } => self.rcpt(now, to),
+    /// Whether the client was offered PIPELINING (RFC 2920 §3: only in the EHLO
+    /// reply), or the discipline is off.
+    fn may_pipeline(&self) -> bool {
+        !self.config.forbid_unauth_pipelining || self.helo.as_ref().is_some_and(|h| h.esmtp)
+    }
+
             Command::Data => self.data(now),
             // RFC 5321 §4.1.1.5: RSET aborts the transaction, keeps the greeting.
             Command::Rset => {
                 self.end_transaction();
-                self.reply(now, reply::RESET.line());
+                self.junk_reply(now, reply::RESET.line());
             }
-            Command::Noop => self.reply(now, reply::NOOP.line()),
+        // Postfix `smtpd_junk_command_limit`: past it each junk command counts as
+        // an error (and is slowed down like one).
+        if matches!(
+            command,
+            Command::Noop | Command::Vrfy | Command::Rset | Command::Help
+        ) {
+            self.junk = self.junk.saturating_add(1);
+        }
+            Command::Noop => self.junk_reply(now, reply::NOOP.line()),
             // RFC 5321 §4.1.1.10
             Command::Quit => self.close(now, Some(reply::BYE), CloseReason::Quit),
             // RFC 5321 §3.5.3: 252 rather than reveal who exists.
-            Command::Vrfy => self.reply(now, reply::CANNOT_VRFY.line()),
-            Command::Help => self.reply(now, reply::HELP.line()),
+            Command::Vrfy => self.junk_reply(now, reply::CANNOT_VRFY.line()),
+            Command::Help => self.junk_reply(now, reply::HELP.line()),
             // RFC 5321 §3.5.2: EXPN may be disabled.
             Command::Expn => self.reply(now, reply::NOT_IMPLEMENTED.line()),
             Command::StartTls => self.starttls(now),
@@ -857,18 +963,58 @@ impl SmtpSession {
         let Some(mailbox) = mailbox else {
             return self.accept(now, address, true, None);
         };
-        if self.is_local(&mailbox) {
-            // RFC 5321 §4.5.1: postmaster at any local domain, case-insensitive.
-            if mailbox.unquoted_local().eq_ignore_ascii_case("postmaster") {
-                return self.accept(now, address, true, None);
+        // The relay decision is made on the address as RFC 5321 §4.1.2 reads it: the
+        // source route already dropped (§3.6.1, Appendix C: the final mailbox
+        // decides), the domain lowercased without its trailing dot, quotes removed
+        // from the local part, and an address literal local only if it is ours.
+        let Some(domain) = self.local_domain(&mailbox) else {
+            return self.relay(now, address);
+        };
+        let local = mailbox.unquoted_local();
+        if is_routed(&local) {
+            // Percent hack, bang path, "user@elsewhere": never a relay, and never
+            // rewritten into one. A session that may relay anyway looks it up as
+            // written (no such user); any other is refused like a relay attempt.
+            if !self.may_relay_now() {
+                let reason = self.relay_refusal();
+                return self.deny(now, address, reason);
             }
-            self.effects.push_back(SmtpEffect::LookupLocal {
-                address: address.clone(),
-            });
-            self.pending = Some(Pending::Lookup { address });
-            return;
+        } else if is_unsafe_local(&local) {
+            return self.reply(now, reply::UNSAFE_LOCAL_PART.line());
         }
-        self.relay(now, address);
+        let address = format!("{local}@{domain}");
+        // The same recipient written another way is still the same recipient.
+        if self
+            .transaction
+            .as_ref()
+            .is_some_and(|tx| tx.recipients.iter().any(|r| r.address == address))
+        {
+            return self.reply(now, reply::RECIPIENT_OK.line());
+        }
+        // RFC 5321 §4.5.1: postmaster at any local domain, case-insensitive.
+        if local.eq_ignore_ascii_case("postmaster") {
+            return self.accept(now, address, true, None);
+        }
+        self.effects.push_back(SmtpEffect::LookupLocal {
+            address: address.clone(),
+        });
+        self.pending = Some(Pending::Lookup { address });
+    }
+
+    /// Whether this session may relay without asking the grant table: a trusted
+    /// network, or SMTP AUTH where the listener accepts it.
+    fn may_relay_now(&self) -> bool {
+        let policy = &self.config.relay;
+        policy.trusts(self.peer.ip()) || (policy.auth && self.authenticated.is_some())
+    }
+
+    /// Why a relay without permission is refused on this listener.
+    fn relay_refusal(&self) -> RelayRefusal {
+        if self.config.relay.auth && !self.config.relay.grant {
+            RelayRefusal::AuthRequired
+        } else {
+            RelayRefusal::NoGrant
+        }
     }
 
     /// Whether `user` (as the server named them at AUTH) may send as `from`: their
@@ -892,13 +1038,14 @@ impl SmtpSession {
         }
     }
 
-    /// A local domain (address literals never are).
-    fn is_local(&self, mailbox: &Mailbox) -> bool {
+    /// The local domain `mailbox` is in, lowercased: one of ours by name, or an
+    /// address literal of this connection's own address (RFC 5321 §4.1.3), which
+    /// means the first local domain. Any other literal is somewhere else: a relay.
+    fn local_domain(&self, mailbox: &Mailbox) -> Option<String> {
         match &mailbox.domain {
             Domain::Name(domain) => {
                 crate::relay::is_local_domain(&self.config.local_domains, domain)
             }
-            Domain::Literal(_) => false,
         }
     }
 
@@ -908,6 +1055,13 @@ impl SmtpSession {
         if policy.trusts(self.peer.ip()) {
             return self.accept(now, address, false, Some(RelayOutcome::Trusted));
         }
+                    .then(|| domain.to_lowercase())
+            }
+            Domain::Literal(literal) => {
+                let ours = crate::net::canonical(self.local.ip());
+                (literal_ip(literal) == Some(ours))
+                    .then(|| self.config.local_domains.first().map(|d| d.to_lowercase()))
+                    .flatten()
         if policy.auth
             && let Some(user) = self.authenticated.clone()
         {
@@ -934,11 +1088,7 @@ impl SmtpSession {
             }
             return;
         }
-        let reason = if policy.auth {
-            RelayRefusal::AuthRequired
-        } else {
-            RelayRefusal::NoGrant
-        };
+        let reason = self.relay_refusal();
         self.deny(now, address, reason);
     }
 
@@ -1049,7 +1199,10 @@ impl SmtpSession {
             return self.reply(now, reply::NO_VALID_RECIPIENTS.line());
         }
         self.reply(now, reply::START_DATA.line());
-        self.mode = Mode::Data(DataReceiver::new(self.config.max_message_size));
+        self.mode = Mode::Data(DataReceiver::with_bare_newline(
+            self.config.max_message_size,
+            self.config.bare_newline,
+        ));
         self.data_deadline = now.saturating_add(self.config.idle_timeout);
         self.data_line = 0;
     }
@@ -1073,6 +1226,9 @@ impl SmtpSession {
         let single = match tx.recipients.as_slice() {
             [only] => Some(only.address.as_str()),
             _ => None,
+                    // RFC 5321 §2.3.8: SMTP smuggling needs a bare line ending.
+                    DataError::BareLf => reply::BARE_LF,
+                    DataError::BareCr => reply::BARE_CR,
         };
         let header = received_header(&Stamp {
             helo: &helo.name,
@@ -1133,6 +1289,9 @@ impl SmtpSession {
                 id,
                 from: tx.from,
                 rcpts: tx.recipients.into_iter().map(|r| r.address).collect(),
+        // Postfix counts errors and junk "without delivering mail".
+        self.errors = 0;
+        self.junk = 0;
                 size,
                 relayed,
             },
@@ -1151,7 +1310,7 @@ impl SmtpSession {
 
     fn close(&mut self, now: Millis, last: Option<SmtpReply>, reason: CloseReason) {
         if let Some(last) = last {
-            self.reply(now, last.line());
+            self.send(now, last.line());
         }
         // Effects not yet handed out (a delivery, a lookup, a handshake) are dropped;
         // a result for one already in flight is ignored, or released if it is a
@@ -1161,11 +1320,19 @@ impl SmtpSession {
         self.pending = None;
         self.end_transaction();
         self.mode = Mode::Command;
+        if self.closed {
+            return;
+        }
+        // A reply held back by the error delay is still the answer to its command.
+        if let Some(Pending::ErrorDelay { reply, .. }) = self.pending.take() {
+            self.send(now, reply);
+        }
         self.closed = true;
         self.event(now, EventKind::SessionClosed { reason });
     }
 
-    /// Queue reply bytes, one `ServerLine` event per line.
+    /// The reply to a client's command: a 4xx or 5xx one is an error, counted and,
+    /// past the soft limit, delayed.
     fn reply(&mut self, now: Millis, text: String) {
         for line in text.split_terminator("\r\n") {
             self.event(
@@ -1178,6 +1345,41 @@ impl SmtpSession {
         self.transmit.extend_from_slice(text.as_bytes());
     }
 
+        let error = text.starts_with(['4', '5']);
+        self.respond(now, text, error);
+    }
+
+    /// The reply to NOOP, VRFY, RSET or HELP: an error once the junk limit is passed.
+    fn junk_reply(&mut self, now: Millis, text: String) {
+        let error = self.junk > self.config.error_limits.junk_commands;
+        self.respond(now, text, error);
+    }
+
+    /// Postfix's `smtpd_soft_error_limit`, `smtpd_hard_error_limit` and
+    /// `smtpd_error_sleep_time`, sans IO: past the soft limit the reply waits (the
+    /// session asks for it through `poll_timeout`, so a simulator's virtual clock
+    /// runs it exactly), growing by `sleep` with each error; at the hard limit the
+    /// reply is followed by 421 4.7.0 and the connection closes.
+    fn respond(&mut self, now: Millis, text: String, error: bool) {
+        if !error {
+            return self.send(now, text);
+        }
+        let limits = self.config.error_limits;
+        self.errors = self.errors.saturating_add(1);
+        if self.errors >= limits.hard.max(1) {
+            self.send(now, text);
+            return self.close(now, Some(reply::TOO_MANY_ERRORS), CloseReason::Error);
+        }
+        let over = self.errors.saturating_sub(limits.soft);
+        if over == 0 || limits.sleep.is_zero() || self.pending.is_some() {
+            return self.send(now, text);
+        }
+        let until = now.saturating_add(limits.sleep.saturating_mul(over));
+        self.pending = Some(Pending::ErrorDelay { until, reply: text });
+    }
+
+    /// Queue reply bytes, one `ServerLine` event per line.
+    fn send(&mut self, now: Millis, text: String) {
     fn event(&mut self, now: Millis, kind: EventKind) {
         self.events.push_back(Event::new(now, Some(self.id), kind));
     }
@@ -1222,6 +1424,38 @@ fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
         let mut words = text.split(|c: char| c.is_ascii_whitespace() || c == '\0');
         match (words.next(), words.next(), words.next()) {
             (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
+/// The address in an RFC 5321 §4.1.3 address literal (`[192.0.2.1]`,
+/// `[IPv6:2001:db8::1]`), canonical (`::ffff:a.b.c.d` is `a.b.c.d`).
+fn literal_ip(literal: &str) -> Option<std::net::IpAddr> {
+    let inner = literal.strip_prefix('[')?.strip_suffix(']')?;
+    let ip = match inner.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+            std::net::IpAddr::V6(inner[5..].parse().ok()?)
+        }
+        _ => std::net::IpAddr::V4(inner.parse().ok()?),
+    };
+    Some(crate::net::canonical(ip))
+}
+
+/// RFC 5321 §3.6.1 and Appendix C, RFC 1123 §5.2.16: a local part that routes
+/// somewhere else (`user%other`, `other!user`, `"user@other"`). popgate never
+/// rewrites it (Postfix: `allow_percent_hack = no`, `swap_bangpath = no`), so such an
+/// address in a local domain is never a way to relay: it is refused unless the
+/// session could relay anyway, and then it is looked up as written.
+fn is_routed(local: &str) -> bool {
+    local.contains(['%', '!', '@'])
+}
+
+/// A local part that could name something outside its mailbox folder once it is a
+/// path component: a separator, a control character, or a leading dot (`.`, `..`,
+/// hidden files, Maildir++ folders).
+fn is_unsafe_local(local: &str) -> bool {
+    local.starts_with('.')
+        || local
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
                 format!("{verb} {mechanism} {HIDDEN}")
             }
             _ if crate::sasl::may_be_credentials(line, SMTP_VERBS) => HIDDEN.to_owned(),

@@ -21,6 +21,13 @@ fn config() -> SmtpConfig {
     SmtpConfig {
         hostname: "mail.example.test".into(),
         local_domains: vec!["example.test".into(), "Example.ORG".into()],
+        // These transcripts pipeline freely and make many errors to test other rules
+        // in one read; the discipline and the error delay are tested in `hardening`.
+        forbid_unauth_pipelining: false,
+        error_limits: ErrorLimits {
+            sleep: Duration::ZERO,
+            ..ErrorLimits::default()
+        },
         ..SmtpConfig::default()
     }
 }
@@ -332,7 +339,7 @@ fn local_delivery_stores_the_exact_bytes_with_one_received_header() {
     run.send(
         "EHLO client.example\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<Bob@EXAMPLE.test>\r\nDATA\r\n",
     );
-    run.send("Subject: hi\r\n\r\n..leading dot\r\nbare\nlf and bare\rcr\r\n.\r\nQUIT\r\n");
+    run.send("Subject: hi\r\n\r\n..leading dot\r\n\u{65e5} 8bit\tand tab \r\n.\r\nQUIT\r\n");
     assert_eq!(
         run.take(),
         format!(
@@ -352,7 +359,7 @@ fn local_delivery_stores_the_exact_bytes_with_one_received_header() {
          \tfor <Bob@example.test>; {DATE}\r\n",
         id(1)
     );
-    let body = "Subject: hi\r\n\r\n.leading dot\r\nbare\nlf and bare\rcr\r\n";
+    let body = "Subject: hi\r\n\r\n.leading dot\r\n\u{65e5} 8bit\tand tab \r\n";
     assert_eq!(
         run.effects(),
         vec![
@@ -709,7 +716,6 @@ fn postmaster_is_accepted_without_a_lookup() {
         vec![
             ("postmaster@example.test".into(), RelayOutcome::Local),
             ("PostMaster@example.org".into(), RelayOutcome::Local),
-            ("\"postmaster\"@example.test".into(), RelayOutcome::Local),
         ]
     );
     // postmaster of somebody else's domain is an ordinary relay.
@@ -793,10 +799,16 @@ fn pipelined_commands_in_one_read_are_answered_in_order() {
 
 #[test]
 fn bare_line_endings_never_end_data() {
+    // Normalised rather than refused (the default, tested in `hardening`), so the
+    // one message that results can be looked at.
+    let config = SmtpConfig {
+        bare_newline: BareNewline::Normalize,
+        ..config()
+    };
     for smuggle in [
         "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r\n.\r", "\r.\r\n", "\n.\r",
     ] {
-        let mut run = Run::greeted(config(), Backend::default());
+        let mut run = Run::greeted(config.clone(), Backend::default());
         let input = format!(
             "MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n\
              Subject: one\r\n\r\nfirst{smuggle}MAIL FROM:<evil@remote.example>\r\n\
@@ -891,7 +903,12 @@ fn the_same_transcript_in_any_chunking_gives_the_same_result() {
         NOOP\r\nRSET\r\nMAIL FROM:<>\r\nRCPT TO:<y@remote.example>\r\nRSET\r\n\
         FOO\r\nQUIT\r\n";
     let run_with = |chunk: usize| {
-        let mut run = Run::new(config(), Backend::granting());
+        // The bare LF in the message is normalised, not refused, so it is delivered.
+        let config = SmtpConfig {
+            bare_newline: BareNewline::Normalize,
+            ..config()
+        };
+        let mut run = Run::new(config, Backend::granting());
         run.send_bytes(transcript, chunk);
         assert!(run.session.is_closed(), "chunk {chunk}");
         (run.take(), run.seen, run.events)
@@ -1027,7 +1044,7 @@ fn sequence_and_parameter_errors() {
         "MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n\
          HELO client\r\nMAIL FROM:<a@remote.example> SIZE=10\r\nMAIL FROM:<a@remote.example>\r\n\
          MAIL FROM:<b@remote.example>\r\nDATA\r\nRCPT TO:<bob@example.test> NOTIFY=NEVER\r\n\
-         RCPT TO:<bob@example.test.>\r\nRCPT TO:bob@example.test\r\n",
+         RCPT TO:<bob@example.test..>\r\nRCPT TO:bob@example.test\r\n",
     );
     assert_eq!(
         run.take(),
@@ -1168,7 +1185,10 @@ fn return_path_header_names_the_reverse_path() {
 
 #[test]
 fn buffered_pipelined_input_is_bounded() {
-    let mut run = Run::greeted(config(), Backend::default());
+    // 20 000 NOOPs are far past the junk command limit, which is not tested here.
+    let mut config = config();
+    config.error_limits.junk_commands = u32::MAX;
+    let mut run = Run::greeted(config, Backend::default());
     run.session.handle_input(
         NOW,
         b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.test>\r\n",
@@ -1239,7 +1259,13 @@ fn arbitrary_input_never_panics() {
         } else {
             "127.0.0.1:50000"
         };
-        let mut run = Run::at(config(), backend, peer, false);
+        // Random commands make many errors: no error limit here, it would end most
+        // sessions before their end of data.
+        let mut config = config();
+        config.error_limits.hard = u32::MAX;
+        // Stray "\r" and "\n" pieces would get every message refused.
+        config.bare_newline = BareNewline::Normalize;
+        let mut run = Run::at(config, backend, peer, false);
         let mut input = Vec::new();
         for _ in 0..60 {
             input.extend_from_slice(PIECES[next() % PIECES.len()].as_bytes());
@@ -1271,6 +1297,7 @@ fn arbitrary_input_never_panics() {
             assert_eq!(settled, 0, "round {round}: nothing was reserved");
         }
     }
+mod hardening;
     assert!(delivered > 0, "the input reaches the end of data");
 }
 
