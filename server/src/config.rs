@@ -38,6 +38,11 @@ pub mod defaults {
     pub const POP3S_PORT: u16 = 2995;
     pub const HTTP_PORT: u16 = 8025;
     pub const GRANT_STORE: &str = "memory";
+    /// The longest a relay decision waits for a shared grant store before it answers
+    /// 451 4.3.0 (fail closed).
+    pub const GRANT_STORE_TIMEOUT_MS: u64 = 500;
+    /// A maildrop lock file whose heartbeat is older is taken over (its node died).
+    pub const MAILDROP_LOCK_STALE_SECS: u64 = 2 * 60;
     /// Postfix's `message_size_limit`.
     pub const MAX_MESSAGE_SIZE: u64 = 10_240_000;
     /// Postfix's `smtpd_recipient_limit`.
@@ -226,6 +231,12 @@ pub struct GrantSettings {
     /// "memory", or a `redis://` / `rediss://` URL.
     #[serde(deserialize_with = "de_store")]
     pub store: String,
+    /// How long a shared store may take to answer before a relay is refused with
+    /// 451 4.3.0 (and a login is told to have stored no grant).
+    #[serde(deserialize_with = "de_duration")]
+    pub store_timeout: Duration,
+    /// This node's name in shared events and locks; empty: the machine's host name.
+    pub node: String,
 }
 
 impl Default for GrantSettings {
@@ -243,6 +254,8 @@ impl Default for GrantSettings {
             mode: GrantMode::On,
             modes: BTreeMap::new(),
             store: defaults::GRANT_STORE.to_owned(),
+            store_timeout: Duration::from_millis(defaults::GRANT_STORE_TIMEOUT_MS),
+            node: String::new(),
         }
     }
 }
@@ -334,6 +347,10 @@ pub struct Pop3Settings {
     /// USER/PASS (and APOP) without TLS: what legacy POP-before-SMTP clients speak.
     pub plaintext_auth: bool,
     pub apop: bool,
+    /// A maildrop lock file (held by a POP3 session on any node sharing the Maildir
+    /// store) whose heartbeat is older than this is stale and taken over.
+    #[serde(deserialize_with = "de_duration")]
+    pub lock_stale: Duration,
 }
 
 impl Default for Pop3Settings {
@@ -341,6 +358,7 @@ impl Default for Pop3Settings {
         Pop3Settings {
             plaintext_auth: true,
             apop: false,
+            lock_stale: Duration::from_secs(defaults::MAILDROP_LOCK_STALE_SECS),
         }
     }
 }
@@ -1373,9 +1391,12 @@ mod tests {
             c.pop3,
             Pop3Settings {
                 plaintext_auth: true,
-                apop: false
+                apop: false,
+                lock_stale: Duration::from_secs(120),
             }
         );
+        assert_eq!(c.grant.store_timeout, Duration::from_millis(500));
+        assert_eq!(c.grant.node, "");
         assert_eq!(c.tls, None);
         assert_eq!(c.relay, RelaySettings::default());
         assert_eq!(c.relay_policy(Protocol::Smtp), RelayPolicy::smtp_default());
@@ -1447,10 +1468,13 @@ require_tls = true
 deny = ["192.0.2.0/24", "2001:db8::/32"]
 max_entries = 10
 store = "redis://127.0.0.1:6379/0"
+store_timeout = "250ms"
+node = "pop-1"
 
 [pop3]
 plaintext_auth = false
 apop = true
+lock_stale = "30s"
 
 [users]
 file = "passwd"
@@ -1513,11 +1537,14 @@ transcripts = false
         assert_eq!(g.max_entries, 10);
         assert!(c.grant.require_tls);
         assert_eq!(c.grant.store, "redis://127.0.0.1:6379/0");
+        assert_eq!(c.grant.store_timeout, Duration::from_millis(250));
+        assert_eq!(c.grant.node, "pop-1");
         assert_eq!(
             c.pop3,
             Pop3Settings {
                 plaintext_auth: false,
-                apop: true
+                apop: true,
+                lock_stale: Duration::from_secs(30),
             }
         );
         assert_eq!(c.users_file, Path::new("/var/lib/popgate/passwd"));

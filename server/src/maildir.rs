@@ -13,14 +13,19 @@
 //!
 //! This module also holds the durable-file helpers (write a temporary file, fsync,
 //! rename, fsync the folder) that the users file, the queue and the demo use.
+//!
+//! [`lock`]: the maildrop lock, a file in the Maildir itself, so it holds across the
+//! nodes that share one store.
 
-use std::collections::HashSet;
+pub mod lock;
+
+pub use lock::{LockSettings, MaildropLock};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -41,7 +46,7 @@ pub struct MailStore {
     root: PathBuf,
     host: String,
     counter: Arc<AtomicU64>,
-    locks: Arc<Mutex<HashSet<String>>>,
+    locks: LockSettings,
 }
 
 /// One message of a maildrop snapshot.
@@ -55,31 +60,27 @@ pub struct MaildropEntry {
     pub path: PathBuf,
 }
 
-/// Holds a maildrop for one POP3 session; released on drop.
-#[derive(Debug)]
-pub struct MaildropLock {
-    key: String,
-    locks: Arc<Mutex<HashSet<String>>>,
-}
-
-impl Drop for MaildropLock {
-    fn drop(&mut self) {
-        // A poisoned set only means another thread panicked mid-insert; the set
-        // itself is still a valid set.
-        let mut held = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        held.remove(&self.key);
-    }
-}
-
 impl MailStore {
     /// A store rooted at `root` (`<data_dir>/mail`); folders are made on demand.
+    /// Maildrop locks name this host and go stale after the default age.
     pub fn new(root: PathBuf) -> MailStore {
+        let host = host_part();
         MailStore {
             root,
-            host: host_part(),
+            locks: LockSettings {
+                node: host.clone(),
+                stale_after: Duration::from_secs(crate::config::defaults::MAILDROP_LOCK_STALE_SECS),
+            },
+            host,
             counter: Arc::new(AtomicU64::new(0)),
-            locks: Arc::new(Mutex::new(HashSet::new())),
         }
+    }
+
+    /// The node name maildrop locks carry and the age at which they are stale
+    /// (`[pop3] lock_stale`).
+    pub fn with_lock_settings(mut self, locks: LockSettings) -> MailStore {
+        self.locks = locks;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -237,17 +238,13 @@ impl MailStore {
     }
 
     /// Take the maildrop of `address` for one session (RFC 1939 §8: the server should
-    /// hold an exclusive lock). `None` when another session holds it.
-    pub fn lock(&self, address: &str) -> Option<MaildropLock> {
-        let key = address.to_ascii_lowercase();
-        let mut held = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        if !held.insert(key.clone()) {
-            return None;
-        }
-        Some(MaildropLock {
-            key,
-            locks: self.locks.clone(),
-        })
+    /// hold an exclusive lock): a lock file in its Maildir (see [`lock`]), so sessions
+    /// on every node sharing this store exclude each other. `None` when another live
+    /// session holds it.
+    pub fn lock(&self, address: &str) -> io::Result<Option<MaildropLock>> {
+        let dir = self.maildir(address)?;
+        self.ensure_maildir(&dir)?;
+        lock::acquire(&dir, &self.locks)
     }
 
     /// Make `tmp`, `new` and `cur` on first delivery. Folders made here are fsynced
@@ -730,15 +727,18 @@ mod tests {
     #[test]
     fn lock_is_exclusive_per_maildrop_and_released_on_drop() {
         let (_dir, store) = store();
-        let held = store.lock("u@d.test").expect("first lock");
-        assert!(store.lock("U@D.test").is_none());
+        let held = store.lock("u@d.test").expect("io").expect("first lock");
+        assert!(store.lock("u@d.test").expect("io").is_none());
         assert!(
-            store.clone().lock("u@d.test").is_none(),
+            store.clone().lock("u@d.test").expect("io").is_none(),
             "clones share locks"
         );
-        let other = store.lock("v@d.test").expect("another maildrop");
+        let other = store
+            .lock("v@d.test")
+            .expect("io")
+            .expect("another maildrop");
         drop(held);
-        assert!(store.lock("u@d.test").is_some());
+        assert!(store.lock("u@d.test").expect("io").is_some());
         drop(other);
     }
 

@@ -15,11 +15,13 @@
 //! * [`reply`]: the reply prefixes users and scripts match on (DESIGN.md reply table).
 //! * [`stored`]: parsing a delivered file into its trace headers and the message.
 //! * [`browser`]: headless Chromium over WebDriver, for the tests of the web app.
+//! * [`redis`]: a real `redis-server` on a loopback port, for nodes sharing grants.
 //!
 //! Every wait has a deadline ([`READY_DEADLINE`], [`IO_TIMEOUT`]) so a broken server
 //! fails the test instead of hanging it.
 
 pub mod browser;
+pub mod redis;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -53,6 +55,8 @@ pub mod reply {
     pub const SHUTTING_DOWN: &str = "421 4.3.2 ";
     pub const POP3_AUTH: &str = "-ERR [AUTH] ";
     pub const POP3_IN_USE: &str = "-ERR [IN-USE] ";
+    /// A store (e.g. a shared grant store) did not answer: try again later.
+    pub const TEMP_FAILURE: &str = "451 4.3.0 ";
     /// RFC 4954 §6.
     pub const AUTH_OK: &str = "235 2.7.0 ";
     pub const BAD_CREDENTIALS: &str = "535 5.7.8 ";
@@ -165,6 +169,9 @@ pub struct Setup {
     /// harness writes `mode = "capture"`, so suites that only check what was queued
     /// never depend on DNS or a next hop.
     pub relay_toml: String,
+    /// Another server's `<data_dir>/mail` this one uses as its own (a symbolic link),
+    /// as nodes sharing one Maildir store do.
+    pub shared_mail: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -180,6 +187,7 @@ impl Default for Setup {
             user_lines: Vec::new(),
             listen_toml: String::new(),
             relay_toml: String::new(),
+            shared_mail: None,
         }
     }
 }
@@ -231,6 +239,13 @@ impl Setup {
     pub fn relay_settings(mut self, lines: &str) -> Self {
         self.relay_toml.push_str(lines);
         self.relay_toml.push('\n');
+        self
+    }
+
+    /// Use `mail` (another server's [`Server::mail_dir`]) as this server's Maildir
+    /// store: two nodes on one store.
+    pub fn share_mail(mut self, mail: &Path) -> Self {
+        self.shared_mail = Some(mail.to_path_buf());
         self
     }
 
@@ -288,6 +303,10 @@ impl Setup {
         let config = dir.path().join("popgate.toml");
         let data = dir.path().join("data");
         fs::create_dir_all(&data).expect("create the data folder");
+        if let Some(mail) = &self.shared_mail {
+            std::os::unix::fs::symlink(mail, data.join("mail"))
+                .expect("link the shared mail store");
+        }
         fs::write(&config, self.config_toml()).expect("write the config");
         if !self.aliases.is_empty() {
             let lines: String = self
@@ -666,6 +685,11 @@ impl Server {
     /// `popgate queue list`'s output.
     pub fn queue_list(&self) -> String {
         self.cli(&["queue", "list"])
+    }
+
+    /// `<data_dir>/mail`: the Maildir store.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data.join("mail")
     }
 
     /// `<data_dir>/mail/<domain>/<localpart>/Maildir`.

@@ -106,6 +106,10 @@ pub struct SessionView {
     /// SMTP: ids of the messages this session had accepted.
     #[serde(default)]
     pub messages: Vec<String>,
+    /// The node that served the session when several share a dashboard
+    /// ([`Event::node`]); `None` on a node of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,6 +385,7 @@ impl DashboardState {
                             relays: Vec::new(),
                             grant_made: None,
                             messages: Vec::new(),
+                            node: event.node.clone(),
                         },
                     );
                     self.evict_sessions();

@@ -64,6 +64,11 @@ pub struct Event {
     /// The session that caused the event (`None` for operator actions and expiry sweeps).
     pub session: Option<SessionId>,
     pub kind: EventKind,
+    /// The node that made the event when several popgate nodes share grants and
+    /// events (`[grant] store = "redis://..."`); `None` (and absent from the JSON) on a
+    /// node of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Event {
@@ -73,6 +78,7 @@ impl Event {
             at,
             session,
             kind,
+            node: None,
         }
     }
 }

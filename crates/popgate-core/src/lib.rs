@@ -18,6 +18,7 @@
 //! * [`reply`]: every SMTP and POP3 reply users and scripts match on, defined once.
 //! * [`event`]: the [`Event`] stream the dashboard renders, with secrets redacted.
 //! * [`grant`]: the POP-before-SMTP grant table (the heart).
+//! * [`shared_grant`]: grants in a store several nodes share, computed with the table's rules.
 //! * [`relay`]: per-listener relay policy.
 //! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
 //! * [`migration`]: grant modes (on, warn, off) and who still depends on grants.
@@ -47,6 +48,7 @@ pub mod pop3;
 pub mod relay;
 pub mod reply;
 pub mod sasl;
+pub mod shared_grant;
 pub mod migration;
 pub mod sim;
 pub mod smtp;

@@ -31,6 +31,8 @@ const CLIENT_PROGRAMS: &[(&str, &str)] = &[
     // The browser tests drive headless Chromium through chromedriver.
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
+    // Nodes sharing grants: the cluster tests start their own redis-server.
+    ("redis-server", "redis-server"),
 ];
 
 /// The mail servers the Postfix and Dovecot end-to-end test configures (files, since

@@ -8,13 +8,18 @@
 //! under the same lock that numbers and sends it, so a snapshot's `seq` and the
 //! broadcast agree: [`EventBus::subscribe_with_snapshot`] returns a receiver that
 //! yields exactly the events after the snapshot.
+//!
+//! When several nodes share grants ([`crate::grants::redis`]), the bus is
+//! [`clustered`](EventBus::clustered): each event this node publishes names the node
+//! and is also handed (without waiting) to the task that sends it to the others, and
+//! the others' events come in through [`EventBus::merge`].
 
 use popgate_core::dashboard::{DashboardState, Retention};
 use popgate_core::event::{EventKind, RelayOutcome};
 use popgate_core::{Event, Millis};
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// Events a lagging subscriber may fall behind before it loses some.
 pub const EVENT_CAPACITY: usize = 4096;
@@ -28,6 +33,8 @@ pub struct EventBus {
     /// synchronous call.
     state: Mutex<DashboardState>,
     transcripts: bool,
+    /// This node's name and the way to the other nodes, when clustered.
+    cluster: Option<(String, mpsc::Sender<Event>)>,
 }
 
 impl EventBus {
@@ -37,6 +44,16 @@ impl EventBus {
             tx,
             state: Mutex::new(DashboardState::new(Retention::default())),
             transcripts,
+            cluster: None,
+        }
+    }
+
+    /// A bus whose events name `node` and are also sent into `forward` (dropped when
+    /// it is full: the mail path never waits for the other nodes).
+    pub fn clustered(transcripts: bool, node: String, forward: mpsc::Sender<Event>) -> EventBus {
+        EventBus {
+            cluster: Some((node, forward)),
+            ..EventBus::new(transcripts)
         }
     }
 
@@ -46,7 +63,7 @@ impl EventBus {
 
     /// Publish one event; `peer` is the client of the session that caused it, for the
     /// log line (fail2ban matches `peer=`).
-    pub fn publish(&self, mut event: Event, peer: Option<SocketAddr>) {
+    pub fn publish(&self, event: Event, peer: Option<SocketAddr>) {
         let is_transcript = matches!(
             event.kind,
             EventKind::ClientLine { .. } | EventKind::ServerLine { .. }
@@ -55,11 +72,44 @@ impl EventBus {
             return;
         }
         log(&event, peer);
+        self.send(event, true);
+    }
+
+    /// Publish an event only this node's dashboard needs (every node makes its own,
+    /// e.g. the expiry of a shared grant): logged, not sent to the other nodes.
+    pub fn publish_here(&self, event: Event) {
+        log(&event, None);
+        self.send(event, false);
+    }
+
+    /// An event another node published: applied and broadcast here, not logged (that
+    /// node logged it) and not sent on.
+    pub fn merge(&self, event: Event) {
         let mut state = self.lock_state();
+        Self::number_and_send(&self.tx, &mut state, event);
+    }
+
+    fn send(&self, mut event: Event, forward: bool) {
+        let mut state = self.lock_state();
+        if let Some((node, to_others)) = &self.cluster {
+            event.node = Some(node.clone());
+            // Under the lock, so the other nodes receive this node's events in order.
+            if forward && to_others.try_send(event.clone()).is_err() {
+                tracing::debug!("event not sent to the other nodes: the outbox is full");
+            }
+        }
+        Self::number_and_send(&self.tx, &mut state, event);
+    }
+
+    fn number_and_send(
+        tx: &broadcast::Sender<Event>,
+        state: &mut DashboardState,
+        mut event: Event,
+    ) {
         event.seq = state.seq + 1;
         state.apply(&event);
         // No subscribers is fine: the event is simply not watched.
-        let _ = self.tx.send(event);
+        let _ = tx.send(event);
     }
 
     /// A copy of the dashboard's state with `now` moved to the server's clock, and a

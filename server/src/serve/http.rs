@@ -351,13 +351,18 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn list_grants(State(api): State<Api>) -> Json<GrantList> {
+async fn list_grants(State(api): State<Api>) -> Result<Json<GrantList>, ApiError> {
+    let list = api.shared.grants.list().await.map_err(store_error)?;
     let now = api.shared.clock.now();
-    let list = api.shared.with_grants(None, |g| g.list(now));
-    Json(GrantList {
+    Ok(Json(GrantList {
         now,
         grants: list.into_iter().map(|g| GrantRow::new(g, now)).collect(),
-    })
+    }))
+}
+
+/// A shared grant store that did not answer: 503, the request may be retried.
+fn store_error(e: crate::grants::StoreError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 /// The body of `POST /api/grants`.
@@ -408,10 +413,13 @@ async fn add_grant(
             format!("note is longer than {MAX_NOTE} characters"),
         ));
     }
+    let grant = api
+        .shared
+        .grants
+        .add(key, OPERATOR_USER, ttl, new.messages, new.note)
+        .await
+        .map_err(store_error)?;
     let now = api.shared.clock.now();
-    let grant = api.shared.with_grants(None, |g| {
-        g.add(now, key, OPERATOR_USER, ttl, new.messages, new.note)
-    });
     Ok((StatusCode::CREATED, Json(GrantRow::new(grant, now))))
 }
 
@@ -448,25 +456,31 @@ async fn revoke_grant(
     let named: Cidr = key
         .parse()
         .map_err(|e| ApiError::bad_field("key", format!("{e}")))?;
-    let now = api.shared.clock.now();
-    let revoked = api.shared.with_grants(None, |g| {
-        let mut keys = vec![named];
-        if let Some(ip) = bare {
-            keys.insert(0, g.key_for(ip));
+    let grants = &api.shared.grants;
+    let mut keys = vec![named];
+    if let Some(ip) = bare {
+        keys.insert(0, grants.key_for(ip));
+    }
+    let mut revoked = None;
+    for k in keys {
+        if grants
+            .revoke(k, reason::REVOKED)
+            .await
+            .map_err(store_error)?
+        {
+            revoked = Some(k);
+            break;
         }
-        keys.into_iter()
-            .find(|&k| g.revoke(now, k, reason::REVOKED))
-    });
+    }
     match revoked {
         Some(k) => Ok(Json(serde_json::json!({ "revoked": k }))),
         None => Err(ApiError::not_found(format!("no grant for {named}"))),
     }
 }
 
-async fn flush_grants(State(api): State<Api>) -> Json<serde_json::Value> {
-    let now = api.shared.clock.now();
-    let flushed = api.shared.with_grants(None, |g| g.flush(now));
-    Json(serde_json::json!({ "flushed": flushed }))
+async fn flush_grants(State(api): State<Api>) -> Result<Json<serde_json::Value>, ApiError> {
+    let flushed = api.shared.grants.flush().await.map_err(store_error)?;
+    Ok(Json(serde_json::json!({ "flushed": flushed })))
 }
 
 /// The raw text of a message: from the queue (relayed or captured mail), or from the

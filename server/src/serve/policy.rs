@@ -4,46 +4,36 @@ use super::driver::Perform;
 use super::state::Shared;
 use popgate_core::SessionId;
 use popgate_core::policy::{PolicyEffect, PolicyResult, PolicySession};
-use popgate_core::smtp::ReserveResult;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct PolicyPerformer {
     shared: Arc<Shared>,
-    /// The Postfix smtpd connected to us (the SMTP client is in each request).
-    peer: SocketAddr,
     id: SessionId,
 }
 
 impl PolicyPerformer {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, id: SessionId) -> PolicyPerformer {
-        PolicyPerformer { shared, peer, id }
+    /// `_peer` is the Postfix smtpd connected to us; the SMTP client whose relay is
+    /// decided is in each request.
+    pub fn new(shared: Arc<Shared>, _peer: SocketAddr, id: SessionId) -> PolicyPerformer {
+        PolicyPerformer { shared, id }
     }
 }
 
 impl Perform<PolicySession> for PolicyPerformer {
     async fn perform(&mut self, effect: PolicyEffect) -> Option<PolicyResult> {
-        let now = self.shared.clock.now();
-        let (peer, id) = (self.peer, self.id);
+        let id = self.id;
         match effect {
-            PolicyEffect::ReserveGrant { client } => {
-                let reserved = self
-                    .shared
-                    .with_grants(Some(peer), |g| g.reserve(now, client, id));
-                Some(PolicyResult::Reserve(match reserved {
-                    Ok(r) => ReserveResult::Reserved(r),
-                    Err(refusal) => ReserveResult::Refused(refusal),
-                }))
-            }
+            PolicyEffect::ReserveGrant { client } => Some(PolicyResult::Reserve(
+                self.shared.grants.reserve_for_relay(client, id).await,
+            )),
             PolicyEffect::CommitGrant { key } => {
-                self.shared
-                    .with_grants(Some(peer), |g| g.commit(now, key, id));
+                self.shared.grants.commit(key, id).await;
                 None
             }
             PolicyEffect::ReleaseGrant { key } => {
-                self.shared
-                    .with_grants(Some(peer), |g| g.release(now, key, id));
+                self.shared.grants.release(key, id).await;
                 None
             }
         }

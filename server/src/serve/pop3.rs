@@ -37,13 +37,21 @@ impl Pop3Performer {
     }
 
     async fn open(&mut self, user: String) -> MaildropResult {
-        let Some(lock) = self.shared.store.lock(&user) else {
-            return MaildropResult::InUse;
-        };
         let shared = self.shared.clone();
-        let opened = tokio::task::spawn_blocking(move || shared.store.open(&user)).await;
+        let opened = tokio::task::spawn_blocking(move || {
+            // RFC 2449 §8.1.2: held by a session here or on another node: [IN-USE].
+            let Some(lock) = shared.store.lock(&user)? else {
+                return Ok(None);
+            };
+            shared
+                .store
+                .open(&user)
+                .map(|entries| Some((lock, entries)))
+        })
+        .await;
         match opened {
-            Ok(Ok(entries)) => {
+            Ok(Ok(None)) => MaildropResult::InUse,
+            Ok(Ok(Some((lock, entries)))) => {
                 let meta = entries
                     .iter()
                     .map(|e| MessageMeta {
@@ -121,11 +129,12 @@ impl Perform<Pop3Session> for Pop3Performer {
             )),
             Pop3Effect::Grant { user } => {
                 // DESIGN: the grant is stored before the reply is written; this call
-                // returns only once it is in the table.
-                let now = self.shared.clock.now();
-                let (peer, id) = (self.peer, self.id);
+                // returns only once it is in the store (or the store gave up: the login
+                // still succeeds, and an event says no grant was stored).
                 self.shared
-                    .with_grants(Some(peer), |g| g.login(now, peer.ip(), &user, id));
+                    .grants
+                    .login_or_report(self.peer.ip(), &user, self.id, None)
+                    .await;
                 Some(Pop3Result::GrantDone)
             }
             Pop3Effect::OpenMaildrop { user } => Some(Pop3Result::Maildrop(self.open(user).await)),

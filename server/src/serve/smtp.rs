@@ -4,8 +4,7 @@ use super::driver::Perform;
 use super::state::Shared;
 use popgate_core::event::EventKind;
 use popgate_core::smtp::{
-    Delivery, LookupResult, ReserveResult, SmtpEffect, SmtpResult, SmtpSession, StoreResult,
-    return_path_header,
+    Delivery, LookupResult, SmtpEffect, SmtpResult, SmtpSession, StoreResult, return_path_header,
 };
 use popgate_core::{Event, SessionId};
 use std::net::SocketAddr;
@@ -137,27 +136,18 @@ impl SmtpPerformer {
 
 impl Perform<SmtpSession> for SmtpPerformer {
     async fn perform(&mut self, effect: SmtpEffect) -> Option<SmtpResult> {
-        let now = self.shared.clock.now();
         let (peer, id) = (self.peer, self.id);
         match effect {
             SmtpEffect::LookupLocal { address } => Some(SmtpResult::Lookup(self.lookup(&address))),
-            SmtpEffect::ReserveGrant => {
-                let reserved = self
-                    .shared
-                    .with_grants(Some(peer), |g| g.reserve(now, peer.ip(), id));
-                Some(SmtpResult::Reserve(match reserved {
-                    Ok(r) => ReserveResult::Reserved(r),
-                    Err(refusal) => ReserveResult::Refused(refusal),
-                }))
-            }
+            SmtpEffect::ReserveGrant => Some(SmtpResult::Reserve(
+                self.shared.grants.reserve_for_relay(peer.ip(), id).await,
+            )),
             SmtpEffect::CommitGrant { key } => {
-                self.shared
-                    .with_grants(Some(peer), |g| g.commit(now, key, id));
+                self.shared.grants.commit(key, id).await;
                 None
             }
             SmtpEffect::ReleaseGrant { key } => {
-                self.shared
-                    .with_grants(Some(peer), |g| g.release(now, key, id));
+                self.shared.grants.release(key, id).await;
                 None
             }
             SmtpEffect::Deliver(delivery) => Some(SmtpResult::Stored(self.store(delivery).await)),

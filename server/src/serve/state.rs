@@ -5,22 +5,21 @@ use super::events::EventBus;
 use crate::aliases::Aliases;
 use crate::config::Config;
 use crate::config::SenderPolicySetting;
-use crate::maildir::MailStore;
+use crate::grants::Grants;
+use crate::maildir::{LockSettings, MailStore};
 use crate::queue::Queue;
 use crate::tls::Tls;
 use crate::users::UserDb;
 use anyhow::Context;
-use popgate_core::grant::GrantTable;
 use popgate_core::policy::PolicyConfig;
 use popgate_core::pop3::Pop3Config;
 use popgate_core::smtp::{ErrorLimits, SenderPolicy, SmtpConfig};
 use popgate_core::throttle::{Throttle, ThrottleConfig};
-use popgate_core::{Event, Protocol, SessionId};
-use std::net::SocketAddr;
+use popgate_core::{Protocol, SessionId};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -28,12 +27,9 @@ pub struct Shared {
     pub clock: Clock,
     /// Who still depends on POP before SMTP (see [`crate::migration`]).
     pub migration: crate::migration::MigrationStore,
-    pub events: EventBus,
-    /// A std mutex, never held across an `.await` (mini-redis `db.rs`): every grant
-    /// operation is a short, synchronous call into core.
-    grants: Mutex<GrantTable>,
-    /// Wakes the purge task when a grant may expire sooner than it planned for.
-    grants_changed: Notify,
+    pub events: Arc<EventBus>,
+    /// The grant store (in memory, or shared through Redis): see [`crate::grants`].
+    pub grants: Arc<Grants>,
     users: RwLock<UsersState>,
     /// Login-failure delays per client address (std mutex, never held across await).
     throttle: Mutex<Throttle>,
@@ -64,11 +60,20 @@ impl Shared {
         let users = UserDb::load(&config.users_file, &config.domains)?;
         let aliases = Aliases::load(&config.aliases_file, &config.domains)?;
         let migration = crate::migration::MigrationStore::open(&config)?;
-        let store = MailStore::new(config.data_dir.join("mail"));
+        let store = MailStore::new(config.data_dir.join("mail")).with_lock_settings(LockSettings {
+            node: crate::grants::node_name(&config),
+            stale_after: config.pop3.lock_stale,
+        });
         let queue = Queue::open(config.data_dir.join("queue"))
             .with_context(|| format!("opening the queue in {}", config.data_dir.display()))?;
-        let grants = GrantTable::new(config.grant.core());
-        let events = EventBus::new(config.log.transcripts);
+        let clock = Clock::start();
+        let grants = Grants::open(&config, clock)?;
+        let events = grants.events().clone();
+        let first_session = crate::grants::first_session_id(
+            grants.is_shared(),
+            &crate::grants::node_name(&config),
+            clock.now(),
+        );
         let stamp = file_stamp(&config.users_file);
         let auth = &config.auth;
         let pop3_config = Arc::new(Pop3Config {
@@ -141,10 +146,9 @@ impl Shared {
             smtp,
             submission,
             smtps,
-            clock: Clock::start(),
+            clock,
             events,
-            grants: Mutex::new(grants),
-            grants_changed: Notify::new(),
+            grants,
             users: RwLock::new(UsersState {
                 db: Arc::new(users),
                 stamp,
@@ -155,7 +159,7 @@ impl Shared {
             migration,
             store,
             queue,
-            next_session: AtomicU64::new(1),
+            next_session: AtomicU64::new(first_session),
             config,
         }))
     }
@@ -173,27 +177,6 @@ impl Shared {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Run `f` on the grant table, then publish the events it made.
-    pub fn with_grants<T>(
-        &self,
-        peer: Option<SocketAddr>,
-        f: impl FnOnce(&mut GrantTable) -> T,
-    ) -> T {
-        let (out, events) = {
-            let mut table = self.grant_table();
-            let out = f(&mut table);
-            let events: Vec<Event> = std::iter::from_fn(|| table.poll_event()).collect();
-            (out, events)
-        };
-        if !events.is_empty() {
-            self.grants_changed.notify_one();
-        }
-        for e in events {
-            self.events.publish(e, peer);
-        }
-        out
-    }
-
     /// DESIGN: a legacy hash is rehashed to the default on a successful login when
     /// `[users] rehash` is set. The rewritten file is loaded here at once, so the next
     /// reload does not take the new hash for a password change and revoke the grant
@@ -209,12 +192,6 @@ impl Shared {
 
     pub fn with_throttle<T>(&self, f: impl FnOnce(&mut Throttle) -> T) -> T {
         f(&mut self.throttle.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn grant_table(&self) -> MutexGuard<'_, GrantTable> {
-        // A panic while holding the lock cannot leave the table half-updated in a way
-        // that matters more than losing every grant would.
-        self.grants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The user database, re-read when the users file changed on disk (so
@@ -246,9 +223,9 @@ impl Shared {
                 state.stamp = stamp;
                 let db = state.db.clone();
                 drop(state);
-                let now = self.clock.now();
                 for user in changed {
-                    self.with_grants(None, |g| g.revoke_user(now, &user));
+                    self.grants
+                        .revoke_user_soon(user, popgate_core::grant::reason::USER_REMOVED);
                 }
                 db
             }
@@ -267,23 +244,9 @@ fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// Purge expired grants exactly at their deadlines, so expiry events are on time and
-/// the table does not hold dead entries. (Relay decisions never depend on this: core
-/// checks expiry against `now` itself.)
-pub async fn purge_grants(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let now = shared.clock.now();
-        let next = shared.with_grants(None, |g| g.purge(now));
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(shared.clock.instant_at(at)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {}
-            _ = shared.grants_changed.notified() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-    }
+/// Report grant expiry exactly at the deadlines (see [`Grants::run_expiry`]), and
+/// with a shared store carry events to and from the other nodes.
+pub async fn purge_grants(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    shared.grants.spawn_cluster(shutdown.clone());
+    shared.grants.clone().run_expiry(shutdown).await;
 }

@@ -15,6 +15,7 @@ fn event(seq: u64, at: u64, session: u64, kind: EventKind) -> StreamMessage {
         at: Millis(at),
         session: Some(SessionId(session)),
         kind,
+        node: None,
     })
 }
 

@@ -48,18 +48,17 @@ pub(super) async fn handler(
         tls,
     } = verdict
     {
-        grant(&api, peer, &user, &protocol, tls);
+        grant(&api, peer, &user, &protocol, tls).await;
     }
     ([(header::CONTENT_TYPE, "application/json")], DOVECOT_ALLOW).into_response()
 }
 
 /// A verified Dovecot login, told as a short session of its own (opened, login, grant,
 /// closed) so the dashboard links the grant to it like to a POP3 session.
-fn grant(api: &Api, ip: std::net::IpAddr, user: &str, protocol: &str, tls: bool) {
+async fn grant(api: &Api, ip: std::net::IpAddr, user: &str, protocol: &str, tls: bool) {
     let shared = &api.shared;
     let id = shared.next_session_id();
     let peer = SocketAddr::new(ip, 0);
-    let now = shared.clock.now();
     let via = if protocol.is_empty() {
         "dovecot".to_owned()
     } else {
@@ -87,9 +86,11 @@ fn grant(api: &Api, ip: std::net::IpAddr, user: &str, protocol: &str, tls: bool)
             reason: TLS_REQUIRED.to_owned(),
         });
     } else {
-        shared.with_grants(Some(peer), |g| {
-            g.login_noted(now, ip, user, id, Some(via.clone()))
-        });
+        // A store that fails is reported (GrantRefused); Dovecot is answered all the same.
+        shared
+            .grants
+            .login_or_report(ip, user, id, Some(via.clone()))
+            .await;
     }
     publish(EventKind::SessionClosed {
         reason: CloseReason::Quit,
