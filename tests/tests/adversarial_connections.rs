@@ -7,8 +7,7 @@
 //! (read until EOF); the only sleeps pace a deliberately slow client.
 
 use popgate_tests::{
-    Client, Server, Setup, host, is_event, log_field, message, relay_rcpt, reply,
-    send_local,
+    Client, Server, Setup, host, is_event, log_field, message, relay_rcpt, reply, send_local,
 };
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -82,7 +81,11 @@ fn a_10_mb_smtp_command_line_gets_500_at_the_limit_and_a_close() {
     let mut c = Client::smtp_from(server.smtp(), host(2));
     let writer = flood(&c);
     assert_eq!(c.read_line(), LINE_TOO_LONG);
-    assert_eq!(c.wait_closed(), b"", "bytes after the 500, before the close");
+    assert_eq!(
+        c.wait_closed(),
+        b"",
+        "bytes after the 500, before the close"
+    );
     writer.join().expect("the flooding thread");
     still_serving(&server);
 }
@@ -93,7 +96,10 @@ fn a_10_mb_data_line_gets_500_at_the_text_line_limit_and_a_close() {
         .toml("[limits]\nsmtp_text_line_length = 998\nmax_message_size = 20000000\n")
         .start();
     let mut c = Client::smtp_from(server.smtp(), host(2));
-    assert!(c.smtp("MAIL FROM:<sender@elsewhere.test>").starts_with("250 "));
+    assert!(
+        c.smtp("MAIL FROM:<sender@elsewhere.test>")
+            .starts_with("250 ")
+    );
     assert!(c.smtp(&format!("RCPT TO:<{BOB}>")).starts_with("250 "));
     assert!(c.smtp("DATA").starts_with("354 "));
     // RFC 5321 §4.5.3.1.6: 998 octets and the CRLF are fine...
@@ -103,7 +109,11 @@ fn a_10_mb_data_line_gets_500_at_the_text_line_limit_and_a_close() {
     // ...one line of 10 MB is not.
     let writer = flood(&c);
     assert_eq!(c.read_line(), LINE_TOO_LONG);
-    assert_eq!(c.wait_closed(), b"", "bytes after the 500, before the close");
+    assert_eq!(
+        c.wait_closed(),
+        b"",
+        "bytes after the 500, before the close"
+    );
     writer.join().expect("the flooding thread");
     assert!(
         server.maildir_files(BOB, "new").is_empty(),
@@ -124,7 +134,11 @@ fn a_10_mb_pop3_line_gets_err_at_the_limit_and_a_close() {
     assert!(c.pop("NOOP").starts_with("-ERR"), "NOOP before login");
     let writer = flood(&c);
     assert_eq!(c.read_line(), POP3_LINE_TOO_LONG);
-    assert_eq!(c.wait_closed(), b"", "bytes after the -ERR, before the close");
+    assert_eq!(
+        c.wait_closed(),
+        b"",
+        "bytes after the -ERR, before the close"
+    );
     writer.join().expect("the flooding thread");
     still_serving(&server);
 }
@@ -160,7 +174,10 @@ fn two_hundred_connections_from_one_address_get_20_sessions_and_180_refusals() {
     assert_eq!(p.wait_closed(), b"");
     // ...while 127.0.0.3 is served and delivers.
     let mut c = Client::smtp_from(server.smtp(), host(3));
-    assert!(c.smtp("MAIL FROM:<sender@elsewhere.test>").starts_with("250 "));
+    assert!(
+        c.smtp("MAIL FROM:<sender@elsewhere.test>")
+            .starts_with("250 ")
+    );
     assert!(c.smtp(&format!("RCPT TO:<{BOB}>")).starts_with("250 "));
     let r = c.smtp_data(&message("from 127.0.0.3"));
     assert!(r.starts_with(reply::QUEUED), "end of data: {r:?}");
@@ -207,10 +224,17 @@ fn a_client_below_the_minimum_data_rate_gets_421_4_4_2() {
         .toml("[limits]\nsmtp_idle_timeout = \"2s\"\nmin_data_rate = 100000\n")
         .start();
     let mut c = Client::smtp_from(server.smtp(), host(2));
-    assert!(c.smtp("MAIL FROM:<sender@elsewhere.test>").starts_with("250 "));
+    assert!(
+        c.smtp("MAIL FROM:<sender@elsewhere.test>")
+            .starts_with("250 ")
+    );
     assert!(c.smtp(&format!("RCPT TO:<{BOB}>")).starts_with("250 "));
     assert!(c.smtp("DATA").starts_with("354 "));
-    trickle(&c, b"Subject: slow\r\n\r\nbody\r\n", Duration::from_millis(50));
+    trickle(
+        &c,
+        b"Subject: slow\r\n\r\nbody\r\n",
+        Duration::from_millis(50),
+    );
     assert_eq!(c.smtp_last(), TIMEOUT);
     assert_eq!(c.wait_closed(), b"", "bytes after the 421");
     assert!(server.maildir_files(BOB, "new").is_empty());
@@ -251,7 +275,10 @@ fn login_through_proxy(server: &Server, header: &[u8]) {
     let mut c = Client::connect_from(server.pop3(), host(PROXY));
     c.send(header);
     let greeting = c.read_line();
-    assert!(greeting.starts_with("+OK"), "greeting after the header: {greeting:?}");
+    assert!(
+        greeting.starts_with("+OK"),
+        "greeting after the header: {greeting:?}"
+    );
     assert!(c.pop(&format!("USER {BOB}")).starts_with("+OK"));
     assert!(c.pop(&format!("PASS {PW}")).starts_with("+OK"));
     assert!(c.pop("QUIT").starts_with("+OK"));
@@ -260,7 +287,10 @@ fn login_through_proxy(server: &Server, header: &[u8]) {
 #[test]
 fn a_trusted_proxy_names_the_client_that_gets_the_grant() {
     let server = behind_proxy();
-    let v1 = format!("PROXY TCP4 127.0.0.2 127.0.0.1 40000 {}\r\n", server.pop3().port());
+    let v1 = format!(
+        "PROXY TCP4 127.0.0.2 127.0.0.1 40000 {}\r\n",
+        server.pop3().port()
+    );
     login_through_proxy(&server, v1.as_bytes());
     let opened = server.wait_log("the POP3 session of 127.0.0.2", |l| {
         is_event(l, "connect") && log_field(l, "protocol") == Some("pop3")
@@ -268,22 +298,42 @@ fn a_trusted_proxy_names_the_client_that_gets_the_grant() {
     assert_eq!(log_field(&opened, "peer"), Some("127.0.0.2:40000"));
     // The grant is the client's, not the proxy's.
     let mut c = Client::smtp_from(server.smtp(), host(2));
-    assert_eq!(relay_rcpt(&mut c, REMOTE), "250 2.1.5 Ok", "relay from 127.0.0.2");
+    assert_eq!(
+        relay_rcpt(&mut c, REMOTE),
+        "250 2.1.5 Ok",
+        "relay from 127.0.0.2"
+    );
     let mut c = Client::smtp_from(server.smtp(), host(PROXY));
-    assert_eq!(relay_rcpt(&mut c, REMOTE), reply::RELAY_DENIED, "relay from the proxy");
+    assert_eq!(
+        relay_rcpt(&mut c, REMOTE),
+        reply::RELAY_DENIED,
+        "relay from the proxy"
+    );
 
     // Version 2 works too.
     login_through_proxy(&server, &v2_header(host(3), 40001, server.pop3()));
     let mut c = Client::smtp_from(server.smtp(), host(3));
-    assert_eq!(relay_rcpt(&mut c, REMOTE), "250 2.1.5 Ok", "relay from 127.0.0.3");
+    assert_eq!(
+        relay_rcpt(&mut c, REMOTE),
+        "250 2.1.5 Ok",
+        "relay from 127.0.0.3"
+    );
 }
 
 #[test]
 fn a_proxy_header_from_anyone_else_or_a_missing_or_bad_one_closes() {
     let server = behind_proxy();
-    let v1 = format!("PROXY TCP4 127.0.0.2 127.0.0.1 40000 {}\r\n", server.pop3().port());
+    let v1 = format!(
+        "PROXY TCP4 127.0.0.2 127.0.0.1 40000 {}\r\n",
+        server.pop3().port()
+    );
     let cases: [(&str, u8, Vec<u8>, &str); 5] = [
-        ("a v1 header from 127.0.0.6", 6, v1.clone().into_bytes(), "untrusted_proxy"),
+        (
+            "a v1 header from 127.0.0.6",
+            6,
+            v1.clone().into_bytes(),
+            "untrusted_proxy",
+        ),
         (
             "a v2 header from 127.0.0.6",
             6,
@@ -366,7 +416,11 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -395,7 +449,11 @@ fn started_as_root_it_serves_as_the_configured_user() {
         .lines()
         .find(|l| l.starts_with("Groups:"))
         .map(|l| l["Groups:".len()..].trim().to_string());
-    assert_eq!(groups.as_deref(), Some(gid.to_string().as_str()), "root's groups kept");
+    assert_eq!(
+        groups.as_deref(),
+        Some(gid.to_string().as_str()),
+        "root's groups kept"
+    );
     server.wait_log("the drop logged", |l| {
         is_event(l, "privileges_dropped") && log_field(l, "user") == Some("nobody")
     });
@@ -463,7 +521,10 @@ fn one_log_line_per_failed_login_and_refused_relay_with_the_address() {
         let mut c = Client::connect_from(server.pop3(), host(n));
         assert!(c.read_line().starts_with("+OK"));
         assert!(c.pop(&format!("USER {BOB}")).starts_with("+OK"));
-        assert!(c.pop(&format!("PASS {wrong}")).starts_with(reply::POP3_AUTH));
+        assert!(
+            c.pop(&format!("PASS {wrong}"))
+                .starts_with(reply::POP3_AUTH)
+        );
         assert!(c.pop("QUIT").starts_with("+OK"));
     }
     let mut c = Client::smtp_from(server.smtp(), host(4));
@@ -472,9 +533,16 @@ fn one_log_line_per_failed_login_and_refused_relay_with_the_address() {
     server.wait_log_after(mark, "the refused relay", |l| is_event(l, "relay"));
 
     let lines: Vec<String> = server.log_lines().split_off(mark);
-    let failed: Vec<&String> = lines.iter().filter(|l| is_event(l, "auth_failed")).collect();
+    let failed: Vec<&String> = lines
+        .iter()
+        .filter(|l| is_event(l, "auth_failed"))
+        .collect();
     let peers: Vec<Option<&str>> = failed.iter().map(|l| log_field(l, "peer")).collect();
-    assert_eq!(peers, vec![Some("127.0.0.2"), Some("127.0.0.3")], "{failed:#?}");
+    assert_eq!(
+        peers,
+        vec![Some("127.0.0.2"), Some("127.0.0.3")],
+        "{failed:#?}"
+    );
     assert!(failed.iter().all(|l| log_field(l, "user") == Some(BOB)));
     let denied: Vec<&String> = lines
         .iter()
@@ -486,8 +554,14 @@ fn one_log_line_per_failed_login_and_refused_relay_with_the_address() {
     assert!(!all.contains(wrong), "the password is in the log");
 
     // fail2ban itself, on the same lines, finds exactly those three.
-    if Command::new("fail2ban-regex").arg("--help").output().is_err() {
-        eprintln!("skipped the fail2ban-regex check: fail2ban is not installed (apt-get install fail2ban)");
+    if Command::new("fail2ban-regex")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "skipped the fail2ban-regex check: fail2ban is not installed (apt-get install fail2ban)"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -531,7 +605,11 @@ fn a_full_grant_table_evicts_the_oldest_grant_and_keeps_serving() {
         let mut c = Client::smtp_from(server.smtp(), host(n));
         relay_rcpt(&mut c, REMOTE)
     };
-    assert_eq!(relay(2), reply::RELAY_DENIED, "the oldest grant (127.0.0.2)");
+    assert_eq!(
+        relay(2),
+        reply::RELAY_DENIED,
+        "the oldest grant (127.0.0.2)"
+    );
     assert_eq!(relay(3), "250 2.1.5 Ok");
     assert_eq!(relay(4), "250 2.1.5 Ok");
     still_serving(&server);

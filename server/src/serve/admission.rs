@@ -86,7 +86,8 @@ pub async fn refuse_address(protocol: Protocol, mut stream: TcpStream, ip: IpAdd
         Protocol::Policy | Protocol::Dovecot => None,
         p if p.is_pop3() => Some(POP3_TOO_MANY_CONNECTIONS.line()),
         _ => Some(
-            TOO_MANY_CONNECTIONS_FROM.line_with(&format!("{} {ip}", TOO_MANY_CONNECTIONS_FROM.text)),
+            TOO_MANY_CONNECTIONS_FROM
+                .line_with(&format!("{} {ip}", TOO_MANY_CONNECTIONS_FROM.text)),
         ),
     };
     if let Some(line) = line {
@@ -176,14 +177,24 @@ mod tests {
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
         let b: IpAddr = "192.0.2.8".parse().expect("ip");
         let first = counts.try_acquire(a, 2).expect("first");
-        let second = counts.try_acquire(mapped, 2).expect("second, the same client");
-        assert!(counts.try_acquire(a, 2).is_none(), "a third over the cap of 2");
-        let other = counts.try_acquire(b, 2).expect("another address is not affected");
+        let second = counts
+            .try_acquire(mapped, 2)
+            .expect("second, the same client");
+        assert!(
+            counts.try_acquire(a, 2).is_none(),
+            "a third over the cap of 2"
+        );
+        let other = counts
+            .try_acquire(b, 2)
+            .expect("another address is not affected");
         drop(first);
         assert_eq!(counts.open(a), 1);
         let third = counts.try_acquire(a, 2).expect("a slot came back");
         drop((second, third, other));
         assert_eq!(counts.open(a), 0);
-        assert!(counts.lock().is_empty(), "no entry stays for closed addresses");
+        assert!(
+            counts.lock().is_empty(),
+            "no entry stays for closed addresses"
+        );
     }
 }

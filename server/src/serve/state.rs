@@ -86,7 +86,6 @@ impl Shared {
             apop: config.pop3.apop,
             sasl_cram_md5: auth.cram_md5,
             max_auth_failures: auth.max_failures,
-            ..Pop3Config::default()
         });
         let throttle = Throttle::new(ThrottleConfig {
             base: auth.failure_delay,
