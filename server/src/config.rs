@@ -560,24 +560,6 @@ pub struct Limits {
     /// A trusted proxy that has not sent its PROXY header by then is closed.
     #[serde(deserialize_with = "de_duration")]
     pub proxy_header_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_message_size: defaults::MAX_MESSAGE_SIZE,
-            max_recipients: defaults::MAX_RECIPIENTS,
-            smtp_idle_timeout: Duration::from_secs(defaults::SMTP_IDLE_TIMEOUT_SECS),
-            pop3_idle_timeout: Duration::from_secs(defaults::POP3_IDLE_TIMEOUT_SECS),
-            max_connections: defaults::MAX_CONNECTIONS,
-            tls_handshake_timeout: Duration::from_secs(defaults::TLS_HANDSHAKE_TIMEOUT_SECS),
-            max_connections_per_address: defaults::MAX_CONNECTIONS_PER_ADDRESS,
-            smtp_line_length: defaults::SMTP_LINE_LENGTH,
-            smtp_text_line_length: defaults::SMTP_TEXT_LINE_LENGTH,
-            pop3_line_length: defaults::POP3_LINE_LENGTH,
-            min_data_rate: defaults::MIN_DATA_RATE,
-            proxy_header_timeout: Duration::from_secs(defaults::PROXY_HEADER_TIMEOUT_SECS),
-        }
     /// A bare CR or LF inside DATA: `"reject"` (550 5.5.2) or `"normalize"` (stored
     /// as CRLF). RFC 5321 §2.3.8; Postfix `smtpd_forbid_bare_newline`.
     pub bare_newline: BareNewline,
@@ -597,6 +579,32 @@ impl Default for Limits {
     pub error_sleep_time: Duration,
     /// Postfix `smtpd_junk_command_limit`: NOOP, VRFY, RSET, HELP past it are errors.
     pub junk_command_limit: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_recipients: defaults::MAX_RECIPIENTS,
+            smtp_idle_timeout: Duration::from_secs(defaults::SMTP_IDLE_TIMEOUT_SECS),
+            pop3_idle_timeout: Duration::from_secs(defaults::POP3_IDLE_TIMEOUT_SECS),
+            max_connections: defaults::MAX_CONNECTIONS,
+            tls_handshake_timeout: Duration::from_secs(defaults::TLS_HANDSHAKE_TIMEOUT_SECS),
+            max_connections_per_address: defaults::MAX_CONNECTIONS_PER_ADDRESS,
+            smtp_line_length: defaults::SMTP_LINE_LENGTH,
+            smtp_text_line_length: defaults::SMTP_TEXT_LINE_LENGTH,
+            pop3_line_length: defaults::POP3_LINE_LENGTH,
+            min_data_rate: defaults::MIN_DATA_RATE,
+            proxy_header_timeout: Duration::from_secs(defaults::PROXY_HEADER_TIMEOUT_SECS),
+            // Core's SMTP defaults are the one place for these (Postfix's values).
+            bare_newline: BareNewline::default(),
+            greet_pause: SmtpConfig::default().greet_pause,
+            forbid_unauth_pipelining: SmtpConfig::default().forbid_unauth_pipelining,
+            soft_error_limit: ErrorLimits::default().soft,
+            hard_error_limit: ErrorLimits::default().hard,
+            error_sleep_time: ErrorLimits::default().sleep,
+            junk_command_limit: ErrorLimits::default().junk_commands,
+        }
     }
 }
 
@@ -614,14 +622,6 @@ pub struct ServerSettings {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-            // Core's SMTP defaults are the one place for these (Postfix's values).
-            bare_newline: BareNewline::default(),
-            greet_pause: SmtpConfig::default().greet_pause,
-            forbid_unauth_pipelining: SmtpConfig::default().forbid_unauth_pipelining,
-            soft_error_limit: ErrorLimits::default().soft,
-            hard_error_limit: ErrorLimits::default().hard,
-            error_sleep_time: ErrorLimits::default().sleep,
-            junk_command_limit: ErrorLimits::default().junk_commands,
 pub enum LogFormat {
     /// `key=value` lines that fail2ban can match.
     #[default]

@@ -649,17 +649,17 @@ impl Pop3Session {
                             line: redact(&line),
                         },
                     );
+                    // An HTTP request or a PROXY v1 header: not a mail client.
+                    if is_foreign_protocol(&line) {
+                        self.send(now, reply::POP3_FOREIGN_PROTOCOL);
+                        return self.close(now, CloseReason::Error);
+                    }
                     match parse_command(&line) {
                         Ok(command) => self.execute(now, command),
                         Err(ParseError::InvalidBytes) => self.send(now, INVALID_BYTES),
                         Err(ParseError::UnknownCommand) => {
                             self.send(now, reply::POP3_UNKNOWN_COMMAND)
                         }
-                    // An HTTP request or a PROXY v1 header: not a mail client.
-                    if is_foreign_protocol(&line) {
-                        self.send(now, reply::POP3_FOREIGN_PROTOCOL);
-                        return self.close(now, CloseReason::Error);
-                    }
                         Err(ParseError::BadArgument) => self.send(now, reply::POP3_BAD_ARGUMENT),
                     }
                 }

@@ -78,10 +78,6 @@ pub struct SmtpConfig {
     /// The text after `554 5.7.1` when grants are off for the user; empty: the
     /// default of [`crate::reply::GRANT_SWITCHED_OFF`].
     pub grant_off_text: String,
-}
-
-/// Whether an authenticated user may send as any address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     /// What a bare CR or LF inside DATA does (RFC 5321 §2.3.8, SMTP smuggling).
     pub bare_newline: BareNewline,
     /// Hold the 220 greeting this long; a client that talks first gets 554 5.5.0 and
@@ -120,6 +116,10 @@ impl Default for ErrorLimits {
             junk_commands: 100,
         }
     }
+}
+
+/// Whether an authenticated user may send as any address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SenderPolicy {
     /// MAIL FROM must be the authenticated user's own address (compared
     /// case-insensitively) or the null sender `<>`; otherwise 553 5.7.1.
@@ -150,14 +150,14 @@ impl Default for SmtpConfig {
             max_auth_failures: 3,
             grant_modes: GrantModes::default(),
             grant_off_text: String::new(),
-        }
-    }
-}
-
             bare_newline: BareNewline::Reject,
             greet_pause: Duration::ZERO,
             forbid_unauth_pipelining: true,
             error_limits: ErrorLimits::default(),
+        }
+    }
+}
+
 /// Something the session needs done outside core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SmtpEffect {

@@ -580,6 +580,12 @@ impl SmtpSession {
         }
     }
 
+    /// Whether the client was offered PIPELINING (RFC 2920 §3: only in the EHLO
+    /// reply), or the discipline is off.
+    fn may_pipeline(&self) -> bool {
+        !self.config.forbid_unauth_pipelining || self.helo.as_ref().is_some_and(|h| h.esmtp)
+    }
+
     fn command(&mut self, now: Millis, line: &[u8]) {
         self.event(now, client_line_event(line, false));
         // An HTTP request or a PROXY v1 header: not a mail client; close at once
@@ -606,23 +612,6 @@ impl SmtpSession {
             Ok(command) => command,
             Err(e) => return self.reply(now, e.reply().line()),
         };
-        match command {
-            Command::Ehlo(name) => self.hello(now, name, true),
-            Command::Helo(name) => self.hello(now, name, false),
-            Command::Mail { from, params } => self.mail(now, from, params),
-            Command::Rcpt { to } => self.rcpt(now, to),
-    /// Whether the client was offered PIPELINING (RFC 2920 §3: only in the EHLO
-    /// reply), or the discipline is off.
-    fn may_pipeline(&self) -> bool {
-        !self.config.forbid_unauth_pipelining || self.helo.as_ref().is_some_and(|h| h.esmtp)
-    }
-
-            Command::Data => self.data(now),
-            // RFC 5321 §4.1.1.5: RSET aborts the transaction, keeps the greeting.
-            Command::Rset => {
-                self.end_transaction();
-                self.junk_reply(now, reply::RESET.line());
-            }
         // Postfix `smtpd_junk_command_limit`: past it each junk command counts as
         // an error (and is slowed down like one).
         if matches!(
@@ -631,6 +620,17 @@ impl SmtpSession {
         ) {
             self.junk = self.junk.saturating_add(1);
         }
+        match command {
+            Command::Ehlo(name) => self.hello(now, name, true),
+            Command::Helo(name) => self.hello(now, name, false),
+            Command::Mail { from, params } => self.mail(now, from, params),
+            Command::Rcpt { to } => self.rcpt(now, to),
+            Command::Data => self.data(now),
+            // RFC 5321 §4.1.1.5: RSET aborts the transaction, keeps the greeting.
+            Command::Rset => {
+                self.end_transaction();
+                self.junk_reply(now, reply::RESET.line());
+            }
             Command::Noop => self.junk_reply(now, reply::NOOP.line()),
             // RFC 5321 §4.1.1.10
             Command::Quit => self.close(now, Some(reply::BYE), CloseReason::Quit),
@@ -1045,6 +1045,13 @@ impl SmtpSession {
         match &mailbox.domain {
             Domain::Name(domain) => {
                 crate::relay::is_local_domain(&self.config.local_domains, domain)
+                    .then(|| domain.to_lowercase())
+            }
+            Domain::Literal(literal) => {
+                let ours = crate::net::canonical(self.local.ip());
+                (literal_ip(literal) == Some(ours))
+                    .then(|| self.config.local_domains.first().map(|d| d.to_lowercase()))
+                    .flatten()
             }
         }
     }
@@ -1055,13 +1062,6 @@ impl SmtpSession {
         if policy.trusts(self.peer.ip()) {
             return self.accept(now, address, false, Some(RelayOutcome::Trusted));
         }
-                    .then(|| domain.to_lowercase())
-            }
-            Domain::Literal(literal) => {
-                let ours = crate::net::canonical(self.local.ip());
-                (literal_ip(literal) == Some(ours))
-                    .then(|| self.config.local_domains.first().map(|d| d.to_lowercase()))
-                    .flatten()
         if policy.auth
             && let Some(user) = self.authenticated.clone()
         {
@@ -1215,6 +1215,9 @@ impl SmtpSession {
                 let refusal = match e {
                     DataError::TooBig => reply::MESSAGE_TOO_BIG,
                     DataError::Loop => reply::MAIL_LOOP,
+                    // RFC 5321 §2.3.8: SMTP smuggling needs a bare line ending.
+                    DataError::BareLf => reply::BARE_LF,
+                    DataError::BareCr => reply::BARE_CR,
                 };
                 return self.reply(now, refusal.line());
             }
@@ -1226,9 +1229,6 @@ impl SmtpSession {
         let single = match tx.recipients.as_slice() {
             [only] => Some(only.address.as_str()),
             _ => None,
-                    // RFC 5321 §2.3.8: SMTP smuggling needs a bare line ending.
-                    DataError::BareLf => reply::BARE_LF,
-                    DataError::BareCr => reply::BARE_CR,
         };
         let header = received_header(&Stamp {
             helo: &helo.name,
@@ -1278,6 +1278,9 @@ impl SmtpSession {
         // grant is spent.
         let queued = format!("{} as {id}", reply::QUEUED.text);
         self.reply(now, reply::QUEUED.line_with(&queued));
+        // Postfix counts errors and junk "without delivering mail".
+        self.errors = 0;
+        self.junk = 0;
         if let Some(r) = &tx.reservation {
             self.effects
                 .push_back(SmtpEffect::CommitGrant { key: r.key });
@@ -1289,9 +1292,6 @@ impl SmtpSession {
                 id,
                 from: tx.from,
                 rcpts: tx.recipients.into_iter().map(|r| r.address).collect(),
-        // Postfix counts errors and junk "without delivering mail".
-        self.errors = 0;
-        self.junk = 0;
                 size,
                 relayed,
             },
@@ -1309,6 +1309,13 @@ impl SmtpSession {
     }
 
     fn close(&mut self, now: Millis, last: Option<SmtpReply>, reason: CloseReason) {
+        if self.closed {
+            return;
+        }
+        // A reply held back by the error delay is still the answer to its command.
+        if let Some(Pending::ErrorDelay { reply, .. }) = self.pending.take() {
+            self.send(now, reply);
+        }
         if let Some(last) = last {
             self.send(now, last.line());
         }
@@ -1320,13 +1327,6 @@ impl SmtpSession {
         self.pending = None;
         self.end_transaction();
         self.mode = Mode::Command;
-        if self.closed {
-            return;
-        }
-        // A reply held back by the error delay is still the answer to its command.
-        if let Some(Pending::ErrorDelay { reply, .. }) = self.pending.take() {
-            self.send(now, reply);
-        }
         self.closed = true;
         self.event(now, EventKind::SessionClosed { reason });
     }
@@ -1334,17 +1334,6 @@ impl SmtpSession {
     /// The reply to a client's command: a 4xx or 5xx one is an error, counted and,
     /// past the soft limit, delayed.
     fn reply(&mut self, now: Millis, text: String) {
-        for line in text.split_terminator("\r\n") {
-            self.event(
-                now,
-                EventKind::ServerLine {
-                    line: line.to_owned(),
-                },
-            );
-        }
-        self.transmit.extend_from_slice(text.as_bytes());
-    }
-
         let error = text.starts_with(['4', '5']);
         self.respond(now, text, error);
     }
@@ -1380,6 +1369,17 @@ impl SmtpSession {
 
     /// Queue reply bytes, one `ServerLine` event per line.
     fn send(&mut self, now: Millis, text: String) {
+        for line in text.split_terminator("\r\n") {
+            self.event(
+                now,
+                EventKind::ServerLine {
+                    line: line.to_owned(),
+                },
+            );
+        }
+        self.transmit.extend_from_slice(text.as_bytes());
+    }
+
     fn event(&mut self, now: Millis, kind: EventKind) {
         self.events.push_back(Event::new(now, Some(self.id), kind));
     }
@@ -1413,17 +1413,6 @@ const SMTP_VERBS: &[&str] = &[
     "STARTTLS", "AUTH", "BDAT", "ETRN",
 ];
 
-fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
-    const HIDDEN: &str = "****";
-    let line = if sasl {
-        HIDDEN.to_owned()
-    } else {
-        let text = String::from_utf8_lossy(line);
-        // Split on any whitespace, not only the SP the parser wants: a malformed AUTH
-        // line (tabs, NULs after the response) is refused but must not leak either.
-        let mut words = text.split(|c: char| c.is_ascii_whitespace() || c == '\0');
-        match (words.next(), words.next(), words.next()) {
-            (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
 /// The address in an RFC 5321 §4.1.3 address literal (`[192.0.2.1]`,
 /// `[IPv6:2001:db8::1]`), canonical (`::ffff:a.b.c.d` is `a.b.c.d`).
 fn literal_ip(literal: &str) -> Option<std::net::IpAddr> {
@@ -1456,6 +1445,17 @@ fn is_unsafe_local(local: &str) -> bool {
             .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
+fn client_line_event(line: &[u8], sasl: bool) -> EventKind {
+    const HIDDEN: &str = "****";
+    let line = if sasl {
+        HIDDEN.to_owned()
+    } else {
+        let text = String::from_utf8_lossy(line);
+        // Split on any whitespace, not only the SP the parser wants: a malformed AUTH
+        // line (tabs, NULs after the response) is refused but must not leak either.
+        let mut words = text.split(|c: char| c.is_ascii_whitespace() || c == '\0');
+        match (words.next(), words.next(), words.next()) {
+            (Some(verb), Some(mechanism), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
                 format!("{verb} {mechanism} {HIDDEN}")
             }
             _ if crate::sasl::may_be_credentials(line, SMTP_VERBS) => HIDDEN.to_owned(),
