@@ -232,6 +232,11 @@ async fn handle(shared: &Arc<Shared>, event: &Event) -> bool {
         if due {
             send_notice(shared, user, event.at).await;
         }
+        // After the notice decision, so a line per relay also marks that decision.
+        tracing::info!("event=grant_relay_warned user={user}");
+    }
+    if let EventKind::GrantRelayRefused { user, key } = &event.kind {
+        tracing::info!("event=grant_relay_refused user={user} key={key}");
     }
     changed
 }
