@@ -137,7 +137,11 @@ fn an_early_talker_gets_554_and_a_close() {
         .start();
     let mut c = Client::connect_from(server.smtp(), host(2));
     c.send(b"EHLO spammer.test\r\nMAIL FROM:<a@elsewhere.test>\r\n");
-    assert_eq!(c.read_line(), SYNC, "no greeting first, and no reply to EHLO");
+    assert_eq!(
+        c.read_line(),
+        SYNC,
+        "no greeting first, and no reply to EHLO"
+    );
     closed_after(&mut c, "early talker");
 
     // A client that waits gets the greeting once the pause is over.
@@ -249,7 +253,10 @@ const RELAY_PROBES: [(&str, Option<&str>); 22] = [
     ("<remote.test!victim@[127.0.0.1]>", None),
     ("<@example.test:victim@remote.test>", None),
     ("<@[127.0.0.1]:victim@remote.test>", None),
-    ("<@example.test,@[127.0.0.1]:victim%remote.test@example.test>", None),
+    (
+        "<@example.test,@[127.0.0.1]:victim%remote.test@example.test>",
+        None,
+    ),
     ("<victim@[192.0.2.1]>", None),
     ("<victim@[127.0.0.2]>", None),
     ("<victim@[IPv6:::ffff:127.0.0.2]>", None),
@@ -294,9 +301,17 @@ fn the_classic_open_relay_tests_are_all_refused_and_nothing_reaches_the_next_hop
         let r = c.smtp_data(format!("Subject: local {path}\r\n\r\nhi\r\n").as_bytes());
         assert!(r.starts_with(reply::QUEUED), "{path}: {r:?}");
     }
-    assert_eq!(server.maildir_files(BOB, "new").len(), 4, "four local deliveries");
+    assert_eq!(
+        server.maildir_files(BOB, "new").len(),
+        4,
+        "four local deliveries"
+    );
     // Local parts that would leave the mailbox folder.
-    for path in ["<.bob@example.test>", "<\"../bob\"@example.test>", "<\"a/b\"@example.test>"] {
+    for path in [
+        "<.bob@example.test>",
+        "<\"../bob\"@example.test>",
+        "<\"a/b\"@example.test>",
+    ] {
         let r = c.smtp("MAIL FROM:<friend@elsewhere.test>");
         assert!(r.starts_with("250 "), "MAIL: {r:?}");
         assert_eq!(c.smtp(&format!("RCPT TO:{path}")), UNSAFE_LOCAL, "{path}");
@@ -320,7 +335,11 @@ fn the_classic_open_relay_tests_are_all_refused_and_nothing_reaches_the_next_hop
     });
     assert_eq!(got.len(), 1, "only the control reached the next hop");
     assert_eq!(got[0].rcpts, ["friend@remote.test"]);
-    assert_eq!(sink.transactions(), 1, "no other transaction at the next hop");
+    assert_eq!(
+        sink.transactions(),
+        1,
+        "no other transaction at the next hop"
+    );
     let queue = server.queue_list();
     assert!(
         !queue.contains("victim") && !queue.contains(&id),

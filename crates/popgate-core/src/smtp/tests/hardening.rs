@@ -52,14 +52,32 @@ fn smuggled_end_of_data_variants_are_refused_and_never_end_the_message() {
         ("\r\n.\r", BARE_CR),
     ] {
         let mut run = greeted_strict(Backend::default());
-        lines(&mut run, &["MAIL FROM:<a@remote.example>", "RCPT TO:<bob@example.test>", "DATA"]);
-        assert_eq!(run.take(), s(&["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>"]));
+        lines(
+            &mut run,
+            &[
+                "MAIL FROM:<a@remote.example>",
+                "RCPT TO:<bob@example.test>",
+                "DATA",
+            ],
+        );
+        assert_eq!(
+            run.take(),
+            s(&[
+                "250 2.1.0 Ok",
+                "250 2.1.5 Ok",
+                "354 End data with <CR><LF>.<CR><LF>"
+            ])
+        );
         // C: the message, a smuggled transaction after the bare "end", then the real end.
         run.send(&format!(
             "Subject: x\r\n\r\nbefore{end}MAIL FROM:<evil@remote.example>\r\n\
              RCPT TO:<bob@example.test>\r\nDATA\r\nevil\r\n.\r\n"
         ));
-        assert_eq!(run.take(), refusal, "{end:?}: one reply, to the real end of data");
+        assert_eq!(
+            run.take(),
+            refusal,
+            "{end:?}: one reply, to the real end of data"
+        );
         assert!(run.deliveries().is_empty(), "{end:?}: nothing stored");
         // The session goes on in step: the next command is answered as a command.
         lines(&mut run, &["NOOP"]);
@@ -76,7 +94,14 @@ fn normalised_bare_line_endings_make_one_message_without_a_bare_lf() {
         };
         let mut run = Run::new(config, Backend::granting());
         run.send("EHLO client.example\r\n");
-        lines(&mut run, &["MAIL FROM:<a@example.test>", "RCPT TO:<x@remote.example>", "DATA"]);
+        lines(
+            &mut run,
+            &[
+                "MAIL FROM:<a@example.test>",
+                "RCPT TO:<x@remote.example>",
+                "DATA",
+            ],
+        );
         run.take();
         run.send(&format!(
             "Subject: x\r\n\r\nbefore{end}MAIL FROM:<evil@remote.example>\r\nevil\r\n.\r\n"
@@ -91,13 +116,18 @@ fn normalised_bare_line_endings_make_one_message_without_a_bare_lf() {
                 b'\n' => i > 0 && message[i - 1] == b'\r',
                 _ => true,
             };
-            assert!(paired, "{end:?}: bare CR or LF at {i} of the queued message");
+            assert!(
+                paired,
+                "{end:?}: bare CR or LF at {i} of the queued message"
+            );
         }
         assert!(
             message.ends_with(b"before\r\n.\r\nMAIL FROM:<evil@remote.example>\r\nevil\r\n")
                 || message.ends_with(b"before\r\n\r\nMAIL FROM:<evil@remote.example>\r\nevil\r\n")
-                || message.ends_with(b"before\r\n.\r\n\r\nMAIL FROM:<evil@remote.example>\r\nevil\r\n")
-                || message.ends_with(b"before\r\n\r\n\r\nMAIL FROM:<evil@remote.example>\r\nevil\r\n"),
+                || message
+                    .ends_with(b"before\r\n.\r\n\r\nMAIL FROM:<evil@remote.example>\r\nevil\r\n")
+                || message
+                    .ends_with(b"before\r\n\r\n\r\nMAIL FROM:<evil@remote.example>\r\nevil\r\n"),
             "{end:?}: the smuggled part stays inside the one message: {:?}",
             String::from_utf8_lossy(message)
         );
@@ -113,20 +143,26 @@ fn an_early_talker_gets_554_and_is_closed() {
     // C: EHLO before the (held) greeting.
     let mut run = Run::new(config.clone(), Backend::default());
     assert_eq!(run.take(), "", "the greeting is held");
-    assert_eq!(run.session.poll_timeout(), Some(NOW.saturating_add(Duration::from_secs(3))));
+    assert_eq!(
+        run.session.poll_timeout(),
+        Some(NOW.saturating_add(Duration::from_secs(3)))
+    );
     assert!(run.session.wants_input(), "reading, to see an early talker");
     run.send("EHLO spam.example\r\n");
     assert_eq!(run.take(), SYNC);
     assert!(run.session.is_closed());
     assert!(
-        run.kinds().contains(&EventKind::SessionClosed { reason: CloseReason::Error }),
+        run.kinds().contains(&EventKind::SessionClosed {
+            reason: CloseReason::Error
+        }),
         "{:?}",
         run.kinds()
     );
 
     // A client that waits gets the greeting when the pause ends, and is served.
     let mut run = Run::new(config, Backend::default());
-    run.session.handle_timeout(NOW.saturating_add(Duration::from_secs(3)));
+    run.session
+        .handle_timeout(NOW.saturating_add(Duration::from_secs(3)));
     run.pump();
     assert_eq!(run.take(), GREETING);
     run.send("EHLO client.example\r\n");
@@ -159,11 +195,22 @@ fn pipelining_without_ehlo_gets_554_and_a_close() {
     // A HELO client that sends QUIT before the reply to its end of data.
     let mut run = Run::new(strict(), Backend::default());
     run.take();
-    lines(&mut run, &["HELO client", "MAIL FROM:<a@remote.example>", "RCPT TO:<bob@example.test>", "DATA"]);
+    lines(
+        &mut run,
+        &[
+            "HELO client",
+            "MAIL FROM:<a@remote.example>",
+            "RCPT TO:<bob@example.test>",
+            "DATA",
+        ],
+    );
     run.take();
     run.send("x\r\n.\r\nQUIT\r\n");
     assert_eq!(run.take(), SYNC);
-    assert!(run.deliveries().is_empty(), "no message from a desynchronised client");
+    assert!(
+        run.deliveries().is_empty(),
+        "no message from a desynchronised client"
+    );
 }
 
 #[test]
@@ -171,7 +218,10 @@ fn a_command_pipelined_after_data_gets_554_and_a_close() {
     let mut run = greeted_strict(Backend::granting());
     // RFC 2920 §3.1: MAIL, RCPT and DATA may be one group; the group ends at DATA.
     run.send("MAIL FROM:<a@example.test>\r\nRCPT TO:<x@remote.example>\r\nDATA\r\nSubject: x\r\n");
-    assert_eq!(run.take(), format!("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n{SYNC}"));
+    assert_eq!(
+        run.take(),
+        format!("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n{SYNC}")
+    );
     assert!(run.session.is_closed());
     assert!(run.deliveries().is_empty());
     assert_eq!(
@@ -184,9 +234,19 @@ fn a_command_pipelined_after_data_gets_554_and_a_close() {
     // commands pipelined after the end of data: all allowed.
     let mut run = greeted_strict(Backend::default());
     run.send("MAIL FROM:<a@remote.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n");
-    assert_eq!(run.take(), s(&["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>"]));
+    assert_eq!(
+        run.take(),
+        s(&[
+            "250 2.1.0 Ok",
+            "250 2.1.5 Ok",
+            "354 End data with <CR><LF>.<CR><LF>"
+        ])
+    );
     run.send("x\r\n.\r\nRSET\r\nQUIT\r\n");
-    assert_eq!(run.take(), format!("{}\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n", queued(1)));
+    assert_eq!(
+        run.take(),
+        format!("{}\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n", queued(1))
+    );
 }
 
 #[test]
@@ -203,7 +263,12 @@ fn http_and_proxy_requests_close_at_once() {
         let mut run = Run::new(strict(), Backend::default());
         run.take();
         run.send_bytes(request, request.len());
-        assert_eq!(run.take(), FOREIGN, "{:?}", String::from_utf8_lossy(request));
+        assert_eq!(
+            run.take(),
+            FOREIGN,
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
         assert!(run.session.is_closed());
     }
     // After EHLO too.
@@ -228,11 +293,17 @@ fn errors_past_the_hard_limit_close_with_421() {
     lines(&mut run, &["FOO", "DATA"]);
     assert_eq!(
         run.take(),
-        s(&["500 5.5.2 Syntax error, command unrecognized", "503 5.5.1 Bad sequence of commands"])
+        s(&[
+            "500 5.5.2 Syntax error, command unrecognized",
+            "503 5.5.1 Bad sequence of commands"
+        ])
     );
     assert!(!run.session.is_closed());
     lines(&mut run, &["RCPT TO:<bob@example.test>"]);
-    assert_eq!(run.take(), format!("503 5.5.1 Bad sequence of commands\r\n{TOO_MANY_ERRORS}"));
+    assert_eq!(
+        run.take(),
+        format!("503 5.5.1 Bad sequence of commands\r\n{TOO_MANY_ERRORS}")
+    );
     assert!(run.session.is_closed());
 }
 
@@ -251,16 +322,31 @@ fn errors_past_the_soft_limit_are_answered_after_a_growing_delay() {
     let mut run = Run::new(config, Backend::default());
     run.take();
     lines(&mut run, &["FOO"]);
-    assert_eq!(run.take(), "500 5.5.2 Syntax error, command unrecognized\r\n", "the first is at once");
+    assert_eq!(
+        run.take(),
+        "500 5.5.2 Syntax error, command unrecognized\r\n",
+        "the first is at once"
+    );
     for n in 1..=3u32 {
         lines(&mut run, &["FOO"]);
         assert_eq!(run.take(), "", "error {} is held", n + 1);
-        assert!(!run.session.wants_input(), "no reading while the reply is held");
+        assert!(
+            !run.session.wants_input(),
+            "no reading while the reply is held"
+        );
         let due = NOW.saturating_add(second * n);
-        assert_eq!(run.session.poll_timeout(), Some(due), "error {}: {n} s", n + 1);
+        assert_eq!(
+            run.session.poll_timeout(),
+            Some(due),
+            "error {}: {n} s",
+            n + 1
+        );
         run.session.handle_timeout(due);
         run.pump();
-        assert_eq!(run.take(), "500 5.5.2 Syntax error, command unrecognized\r\n");
+        assert_eq!(
+            run.take(),
+            "500 5.5.2 Syntax error, command unrecognized\r\n"
+        );
     }
     // A good command is answered at once.
     lines(&mut run, &["EHLO client.example"]);
@@ -305,10 +391,22 @@ fn an_accepted_message_starts_the_error_count_over() {
         ..strict()
     };
     let mut run = greeted_strict_with(config);
-    lines(&mut run, &["FOO", "MAIL FROM:<a@remote.example>", "RCPT TO:<bob@example.test>", "DATA", "x\r\n."]);
+    lines(
+        &mut run,
+        &[
+            "FOO",
+            "MAIL FROM:<a@remote.example>",
+            "RCPT TO:<bob@example.test>",
+            "DATA",
+            "x\r\n.",
+        ],
+    );
     lines(&mut run, &["FOO"]);
     assert!(!run.session.is_closed(), "{}", run.take());
-    assert!(run.take().ends_with("500 5.5.2 Syntax error, command unrecognized\r\n"));
+    assert!(
+        run.take()
+            .ends_with("500 5.5.2 Syntax error, command unrecognized\r\n")
+    );
     lines(&mut run, &["FOO"]);
     assert!(run.take().ends_with(TOO_MANY_ERRORS));
 }
@@ -330,7 +428,10 @@ fn address_forms_are_read_before_the_relay_decision() {
         ("<bob@example.test.evil>", Err(RELAY_DENIED)),
         ("<bob@evil.example.test>", Err(RELAY_DENIED)),
         // source routes: the final mailbox decides (RFC 5321 §3.6.1, Appendix C)
-        ("<@a.example,@b.example:bob@example.test>", Ok("bob@example.test")),
+        (
+            "<@a.example,@b.example:bob@example.test>",
+            Ok("bob@example.test"),
+        ),
         ("<@example.test:victim@remote.example>", Err(RELAY_DENIED)),
         // quoted local parts
         ("<\"bob\"@example.test>", Ok("bob@example.test")),
@@ -344,7 +445,10 @@ fn address_forms_are_read_before_the_relay_decision() {
         // routing in the local part is never a relay
         ("<victim%remote.example@example.test>", Err(RELAY_DENIED)),
         ("<remote.example!victim@example.test>", Err(RELAY_DENIED)),
-        ("<\"victim@remote.example\"@example.test>", Err(RELAY_DENIED)),
+        (
+            "<\"victim@remote.example\"@example.test>",
+            Err(RELAY_DENIED),
+        ),
         ("<victim%remote.example@[192.0.2.1]>", Err(RELAY_DENIED)),
         // local parts that would leave the mailbox folder
         ("<.bob@example.test>", Err(UNSAFE)),
@@ -395,7 +499,10 @@ fn routed_local_addresses_are_never_relayed_even_when_relaying_is_allowed() {
         "<\"victim@remote.example\"@example.test>",
     ] {
         let mut run = greeted_strict_with(trusted.clone());
-        lines(&mut run, &["MAIL FROM:<a@remote.example>", &format!("RCPT TO:{path}")]);
+        lines(
+            &mut run,
+            &["MAIL FROM:<a@remote.example>", &format!("RCPT TO:{path}")],
+        );
         assert_eq!(run.take(), format!("250 2.1.0 Ok\r\n{UNKNOWN}"), "{path}");
         assert_eq!(run.decisions().len(), 1);
         assert_eq!(run.decisions()[0].1, RelayOutcome::UnknownUser, "{path}");
@@ -446,6 +553,13 @@ fn nul_and_invalid_utf8_in_every_command_get_500_and_the_session_goes_on() {
         }
     }
     assert!(!run.session.is_closed());
-    lines(&mut run, &["MAIL FROM:<a@remote.example>", "RCPT TO:<bob@example.test>"]);
-    assert_eq!(run.take(), s(&["250 2.1.0 Ok", "250 2.1.5 Ok"]), "the session goes on");
+    lines(
+        &mut run,
+        &["MAIL FROM:<a@remote.example>", "RCPT TO:<bob@example.test>"],
+    );
+    assert_eq!(
+        run.take(),
+        s(&["250 2.1.0 Ok", "250 2.1.5 Ok"]),
+        "the session goes on"
+    );
 }
