@@ -39,10 +39,17 @@ pub mod dkim;
 pub mod driver;
 pub mod dsn;
 pub mod event;
+/// Sessions fed arbitrary bytes for the fuzz targets and property tests; not an API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 pub mod line;
 pub mod net;
 pub mod policy;
+// Native only: proptest does not run under wasm32.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests_protocol;
 pub mod proxy;
 pub mod pop3;
 pub mod relay;

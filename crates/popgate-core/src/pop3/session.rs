@@ -617,6 +617,12 @@ impl Pop3Session {
         self.state
     }
 
+    /// Client bytes received and not yet answered (bounded by
+    /// [`wants_input`](Self::wants_input) and [`Pop3Config::max_line`]).
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+
     /// The canonical user whose maildrop this session opened.
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()

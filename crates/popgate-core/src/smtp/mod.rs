@@ -10,6 +10,10 @@
 //! * `session`: the state machine and its relay decisions.
 
 mod data;
+/// The parser and the DATA receiver for the fuzz targets and property tests.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod parse;
 mod received;
 mod session;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Pipelined input (RFC 2920) buffered while a result is awaited, at most; the driver
 /// stops reading at this bound (see [`SmtpSession::wants_input`]).
-const PIPELINE_BUFFER: usize = 64 * 1024;
+pub(crate) const PIPELINE_BUFFER: usize = 64 * 1024;
 
 /// One SMTP server session (RFC 5321), sans IO.
 ///
@@ -484,6 +484,17 @@ impl SmtpSession {
 
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Client bytes held: the command line buffer plus a message being received. The
+    /// first is bounded by the driver's reads ([`wants_input`](Self::wants_input)), the
+    /// second by [`SmtpConfig::max_message_size`]; the property tests check both.
+    pub fn buffered(&self) -> usize {
+        let message = match &self.mode {
+            Mode::Data(receiver) => receiver.held(),
+            _ => 0,
+        };
+        self.reader.buffered() + message
     }
 
     /// Work through buffered input until more is needed, a result is awaited, or the
