@@ -728,7 +728,7 @@ mod tests {
     fn lock_is_exclusive_per_maildrop_and_released_on_drop() {
         let (_dir, store) = store();
         let held = store.lock("u@d.test").expect("io").expect("first lock");
-        assert!(store.lock("u@d.test").expect("io").is_none());
+        assert!(store.lock("U@D.test").expect("io").is_none());
         assert!(
             store.clone().lock("u@d.test").expect("io").is_none(),
             "clones share locks"

@@ -17,6 +17,8 @@ pub const REDIS_SERVER: &str = "redis-server";
 pub struct Redis {
     dir: tempfile::TempDir,
     port: u16,
+    /// `--requirepass`: clients must AUTH.
+    password: Option<String>,
     child: Option<Child>,
 }
 
@@ -24,6 +26,15 @@ impl Redis {
     /// Start one, or `None` (having printed why) when `redis-server` is not installed
     /// (`cargo xtask test` installs it as root).
     pub fn start() -> Option<Redis> {
+        Redis::start_with(None)
+    }
+
+    /// [`start`](Redis::start) one that requires AUTH with `password`.
+    pub fn start_with_password(password: &str) -> Option<Redis> {
+        Redis::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> Option<Redis> {
         if Command::new(REDIS_SERVER)
             .arg("--version")
             .stdout(Stdio::null())
@@ -44,15 +55,24 @@ impl Redis {
         let mut redis = Redis {
             dir: tempfile::tempdir().expect("a temporary folder for redis-server"),
             port,
+            password,
             child: None,
         };
         redis.run();
         Some(redis)
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, with `:PASSWORD@` when it requires one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.url_with_password(self.password.as_deref())
+    }
+
+    /// The URL with another password (or none), to show a wrong one is refused.
+    pub fn url_with_password(&self, password: Option<&str>) -> String {
+        match password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -79,11 +99,20 @@ impl Redis {
         stream
             .set_read_timeout(Some(IO_TIMEOUT))
             .expect("set a read timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        let mut reply = String::new();
+        if let Some(pw) = &self.password {
+            stream
+                .write_all(format!("AUTH {pw}\r\n").as_bytes())
+                .expect("write to redis-server");
+            reader.read_line(&mut reply).expect("a reply to AUTH");
+            assert_eq!(reply.trim_end(), "+OK", "AUTH");
+            reply.clear();
+        }
         stream
             .write_all(format!("{line}\r\n").as_bytes())
             .expect("write to redis-server");
-        let mut reply = String::new();
-        BufReader::new(stream)
+        reader
             .read_line(&mut reply)
             .expect("a reply from redis-server");
         reply.trim_end().to_string()
@@ -99,6 +128,11 @@ impl Redis {
             .args(["--dir", &self.dir.path().display().to_string()])
             // The log to stdout, where the readiness line is awaited.
             .args(["--logfile", ""])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|pw| ["--requirepass".to_string(), pw.clone()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

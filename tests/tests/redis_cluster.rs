@@ -276,6 +276,25 @@ fn redis_down_fails_relays_closed_and_recovery_needs_no_restart() {
     assert!(end.starts_with(reply::QUEUED), "end of data: {end:?}");
 }
 
+#[test]
+fn redis_auth_comes_from_the_url_and_a_wrong_password_fails_closed() {
+    let Some(redis) = Redis::start_with_password("s3cret-pw") else {
+        return;
+    };
+    let a = node_setup("node-a", &redis.url()).start();
+    let wrong = node_setup("node-w", &redis.url_with_password(Some("wrong"))).start();
+    login_and_quit(&a, 7);
+    assert!(
+        relay_once(&a, 7, "with AUTH").0.starts_with("250 "),
+        "the node with the right password relays"
+    );
+    let (rcpt, _) = relay_once(&wrong, 7, "wrong password");
+    assert!(
+        rcpt.starts_with(reply::TEMP_FAILURE),
+        "a node Redis refuses decides nothing: {rcpt:?}"
+    );
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -201,6 +201,12 @@ impl RedisStore {
     pub fn open(config: &Config, node: &str) -> anyhow::Result<(RedisStore, mpsc::Sender<Event>)> {
         let client = Client::open(config.grant.store.as_str())
             .context("key `grant.store`: not a Redis URL")?;
+        if config.grant.store.starts_with("rediss://") {
+            // The redis crate builds its rustls client from the process's default
+            // provider: make it ring, like the rest of popgate (already set is fine).
+            // The server is verified against the system's CA roots.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let timeout = config.grant.store_timeout;
         // Few retries with short delays: a call that finds Redis down fails within the
         // timeout anyway, and the next call starts a fresh reconnection.

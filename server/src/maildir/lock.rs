@@ -257,8 +257,8 @@ mod tests {
             .filter_map(|e| e.ok().map(|e| e.file_name()))
             .collect();
         assert_eq!(names, vec![LOCK_FILE], "nothing left aside");
-        // fs::write replaced the content in place: `old` still has the same inode as
-        // the file that was taken over, not the new one.
+        // fs::write rewrote the dead node's file in place, so `old` holds the file that
+        // was taken over and removed, not the new lock.
         drop(old);
         assert!(
             dir.path().join(LOCK_FILE).exists(),
