@@ -12,6 +12,7 @@
 //! * [`import`]: `popgate import`: Maildir (UIDLs kept) and mbox into a user's Maildir.
 //! * [`delivery`]: the queue runner: routing, the SMTP client's IO, retries, bounces.
 //! * [`demo`]: first-run demo users and their credentials file.
+//! * [`fault`]: fault points for crash and disk-full tests (feature `fault-points`).
 //! * [`grants`]: the grant store: core's table in memory, or Redis shared by nodes.
 //! * [`privilege`]: the private umask, dropping root after binding.
 //! * [`tls`]: certificates (configured or generated), the rustls acceptor, reload.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod fault;
 pub mod grants;
 pub mod import;
 pub mod maildir;

@@ -108,9 +108,11 @@ impl MailStore {
         let new = dir.join("new").join(&name);
         let written = (|| {
             let mut file = create_private(&tmp)?;
+            crate::fault::point("before-write")?;
             for part in parts {
                 file.write_all(part)?;
             }
+            crate::fault::point("after-write-before-fsync")?;
             file.sync_all()?;
             drop(file);
             // Maildir's classic link-then-unlink never overwrites an existing name;
@@ -225,6 +227,7 @@ impl MailStore {
                 },
                 Err(e) => return Err(e),
             };
+            crate::fault::point("during-update")?;
             if let Some(parent) = removed.as_deref().and_then(Path::parent)
                 && !dirs.iter().any(|d| d == parent)
             {

@@ -86,6 +86,7 @@ impl SmtpPerformer {
                     remote,
                 ))
             };
+            crate::fault::point("after-fsync-before-reply")?;
             Ok((mailboxes, queued))
         })
         .await;
