@@ -119,6 +119,46 @@ pub fn popgate_bin() -> &'static Path {
     })
 }
 
+/// The `popgate` binary built with the `fault-points` feature (server/src/fault.rs),
+/// for the crash and disk-full tests: `cargo build -p popgate-server --bin popgate
+/// --features fault-points` into its own target folder, `target/fault-points`, so the
+/// normal binary every other test runs is never replaced by a fault build. Built once
+/// per test process, like [`popgate_bin`].
+pub fn popgate_fault_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        // target/debug/deps/<test> -> target/fault-points
+        let target_dir = exe
+            .ancestors()
+            .nth(3)
+            .expect("the test executable lives in target/<profile>/deps")
+            .join("fault-points");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace)
+            .args(["build", "-p", "popgate-server", "--bin", "popgate"])
+            .args(["--features", "fault-points", "--target-dir"])
+            .arg(&target_dir)
+            .status()
+            .expect("run cargo build for the fault-points binary");
+        assert!(
+            status.success(),
+            "cargo build --features fault-points failed: {status}"
+        );
+        let bin = target_dir.join("debug").join("popgate");
+        assert!(
+            bin.is_file(),
+            "{} is missing after cargo build",
+            bin.display()
+        );
+        bin
+    })
+}
+
 /// Run a command to completion, with a panic message that shows what it printed.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
@@ -296,6 +336,20 @@ impl Setup {
         self.prepare().start()
     }
 
+    /// Like [`Setup::start`], with the [`popgate_fault_bin`] build and one fault point
+    /// armed (`POPGATE_FAULT`, e.g. `after-write-before-fsync@2` or
+    /// `before-write:enospc`; see server/src/fault.rs).
+    pub fn start_with_fault(self, fault: &str) -> Server {
+        let prepared = self.prepare();
+        Server::spawn_with(
+            popgate_fault_bin(),
+            &[("POPGATE_FAULT", fault)],
+            prepared.dir,
+            prepared.config,
+            prepared.data,
+        )
+    }
+
     /// Write the config, the aliases and the users without starting the server, for
     /// a test that changes the folder first (ownership, modes).
     pub fn prepare(self) -> Prepared {
@@ -419,9 +473,21 @@ impl LogLines {
 
 impl Server {
     fn spawn(dir: tempfile::TempDir, config: PathBuf, data: PathBuf) -> Server {
+        Server::spawn_with(popgate_bin(), &[], dir, config, data)
+    }
+
+    /// `bin serve` with `env` added to its environment.
+    fn spawn_with(
+        bin: &Path,
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        data: PathBuf,
+    ) -> Server {
         let mut stderr_file =
             fs::File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let mut child: Child = Command::new(popgate_bin())
+        let mut child: Child = Command::new(bin)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&config)
             .arg("serve")
@@ -729,6 +795,13 @@ impl Server {
     /// config and data folder; listeners get new ports.
     pub fn crash_and_restart(&mut self) {
         self.signal("KILL");
+        self.restart();
+    }
+
+    /// Once the process has exited (a fault point aborted it, or a signal), start the
+    /// normal binary again on the same config and data folder; listeners get new
+    /// ports.
+    pub fn restart(&mut self) {
         self.wait_exit();
         let dir = std::mem::replace(
             &mut self.dir,
