@@ -366,7 +366,8 @@ fn import_maildir(
                     continue;
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("storing {shown} in {}", dest.display()));
+                    return Err(e)
+                        .with_context(|| format!("storing {shown} in {}", dest.display()));
                 }
             }
             report.taken += 1;

@@ -33,7 +33,10 @@ p.quit()
 
 fn pop_all(server: &Server, user: &str) -> popgate_tests::PyOut {
     let pop = server.pop3();
-    python(LIST_ALL, &[&pop.ip().to_string(), &pop.port().to_string(), user, PW])
+    python(
+        LIST_ALL,
+        &[&pop.ip().to_string(), &pop.port().to_string(), user, PW],
+    )
 }
 
 fn write(path: &Path, text: &str) {
@@ -71,27 +74,47 @@ fn maildirs_keep_their_uidls_and_mbox_is_converted() {
          7 Plegacy-7 :1700000002.M2P10.old,S=48\n",
     );
     let out = server.cli(&["import", path(&dovecot), "--user", TARO]);
-    assert!(out.contains("taken: 2 messages (2 with the old server's UIDL)"), "{out}");
-    assert!(out.contains("skipped: 1") && out.contains("1 empty file: new/1700000003.M3P10.old"), "{out}");
+    assert!(
+        out.contains("taken: 2 messages (2 with the old server's UIDL)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skipped: 1") && out.contains("1 empty file: new/1700000003.M3P10.old"),
+        "{out}"
+    );
 
     let taro = pop_all(&server, TARO);
     // Dovecot's default pop3_uidl_format %08Xu%08Xv: UID then UIDVALIDITY, hex.
-    assert_eq!(taro.all("UIDL"), ["1 000000056553F100", "2 legacy-7"], "{}", taro.0);
+    assert_eq!(
+        taro.all("UIDL"),
+        ["1 000000056553F100", "2 legacy-7"],
+        "{}",
+        taro.0
+    );
     assert_eq!(taro.bytes("MSG1"), first.as_bytes());
     assert_eq!(taro.bytes("MSG2"), second.as_bytes());
 
     // A second run takes nothing twice.
     let again = server.cli(&["import", path(&dovecot), "--user", TARO]);
-    assert!(again.contains("taken: 0 messages") && again.contains("2 already present"), "{again}");
+    assert!(
+        again.contains("taken: 0 messages") && again.contains("2 already present"),
+        "{again}"
+    );
     assert_eq!(pop_all(&server, TARO).all("UIDL").len(), 2);
 
     // Courier: UIDVALIDITY-UID.
     let courier = src.path().join("courier/Maildir");
     write(&courier.join("cur/1100000001.123.old:2,S"), first);
     fs::create_dir_all(courier.join("new")).expect("new");
-    write(&courier.join("courierimapuiddb"), "1 1100000000 3\n2 1100000001.123.old:2,S\n");
+    write(
+        &courier.join("courierimapuiddb"),
+        "1 1100000000 3\n2 1100000001.123.old:2,S\n",
+    );
     let out = server.cli(&["import", path(&courier), "--user", JIRO]);
-    assert!(out.contains("courierimapuiddb") && out.contains("taken: 1 message "), "{out}");
+    assert!(
+        out.contains("courierimapuiddb") && out.contains("taken: 1 message "),
+        "{out}"
+    );
     assert_eq!(pop_all(&server, JIRO).all("UIDL"), ["1 1100000000-2"]);
 
     // mbox (mboxrd): split at From_ lines, one level of > unquoted, X-UIDL kept.
@@ -111,7 +134,10 @@ fn maildirs_keep_their_uidls_and_mbox_is_converted() {
          body\n",
     );
     let out = server.cli(&["import", path(&mbox), "--user", HANAKO]);
-    assert!(out.contains("(mbox)") && out.contains("taken: 2 messages (1 with"), "{out}");
+    assert!(
+        out.contains("(mbox)") && out.contains("taken: 2 messages (1 with"),
+        "{out}"
+    );
     let hanako = pop_all(&server, HANAKO);
     let uidls = hanako.all("UIDL");
     assert_eq!(uidls.len(), 2, "{}", hanako.0);

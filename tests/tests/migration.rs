@@ -35,7 +35,10 @@ fn queued_for(server: &Server, rcpt: &str) -> Vec<String> {
 fn stop(server: &mut Server) {
     server.signal("TERM");
     let status = server.wait_exit();
-    assert!(status.success(), "popgate exited with {status} after SIGTERM");
+    assert!(
+        status.success(),
+        "popgate exited with {status} after SIGTERM"
+    );
 }
 
 #[test]
@@ -61,9 +64,15 @@ fn grant_and_auth_users_are_grouped_with_their_counts_across_a_restart() {
     assert!(group(&report, "both").is_empty(), "{report:#}");
 
     let a = &row(&report, ALICE)["stats"];
-    assert_eq!(a["grant_relays"], 2, "counted before and after the restart: {a:#}");
+    assert_eq!(
+        a["grant_relays"], 2,
+        "counted before and after the restart: {a:#}"
+    );
     assert_eq!(a["pop3_logins"], 2, "{a:#}");
-    assert_eq!(a["plaintext_logins"], 2, "poplib logged in without TLS: {a:#}");
+    assert_eq!(
+        a["plaintext_logins"], 2,
+        "poplib logged in without TLS: {a:#}"
+    );
     assert_eq!(a["last_login"]["mechanism"], "USER", "{a:#}");
     assert_eq!(a["last_login"]["tls"], false, "{a:#}");
     assert!(a["grants"].as_u64() >= Some(2), "{a:#}");
@@ -92,7 +101,10 @@ fn grant_and_auth_users_are_grouped_with_their_counts_across_a_restart() {
     let alice_at = table.find(ALICE).expect("alice in the table");
     let bob_at = table.find(BOB).expect("bob in the table");
     assert!(alice_at < bob_at, "grant-only users come first:\n{table}");
-    assert!(table.contains("grant_only 1") && table.contains("moved_to_auth 1"), "{table}");
+    assert!(
+        table.contains("grant_only 1") && table.contains("moved_to_auth 1"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -105,7 +117,11 @@ fn warn_relays_marks_and_sends_one_notice_per_period() {
 
     for subject in ["first", "second"] {
         let out = alice_pop_then_relay(&server, subject);
-        assert!(out.get("DATA").starts_with("250 "), "warn still relays: {}", out.0);
+        assert!(
+            out.get("DATA").starts_with("250 "),
+            "warn still relays: {}",
+            out.0
+        );
     }
     // One line per warned relay, written after the notice decision for it.
     let warned = server.wait_logs("for each warned relay", 2, |l| {
@@ -144,15 +160,30 @@ fn warn_relays_marks_and_sends_one_notice_per_period() {
         "Content-Type: text/plain; charset=UTF-8\r\n",
         "Auto-Submitted: auto-generated\r\n",
     ] {
-        assert!(notice.contains(header), "notice lacks {header:?}:\n{notice}");
+        assert!(
+            notice.contains(header),
+            "notice lacks {header:?}:\n{notice}"
+        );
     }
-    assert!(notice.contains("POP before SMTP") && notice.contains("STARTTLS"), "{notice}");
-    assert!(notice.contains("送信") && notice.contains("587"), "{notice}");
+    assert!(
+        notice.contains("POP before SMTP") && notice.contains("STARTTLS"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("送信") && notice.contains("587"),
+        "{notice}"
+    );
 
     // The stages' counters.
     let metrics = http_get(&server, "/metrics");
-    assert!(metrics.contains("\npopgate_grant_relays_warned_total 2\n"), "{metrics}");
-    assert!(metrics.contains("\npopgate_migration_notices_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\npopgate_grant_relays_warned_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\npopgate_migration_notices_total 1\n"),
+        "{metrics}"
+    );
 
     // The period is remembered across a restart: a third relay sends nothing.
     server.signal("TERM");
@@ -162,8 +193,17 @@ fn warn_relays_marks_and_sends_one_notice_per_period() {
     server.wait_log("for the warned relay after the restart", |l| {
         is_event(l, "grant_relay_warned")
     });
-    assert_eq!(server.maildir_files(ALICE, "new").len(), 1, "no second notice");
-    assert!(!server.log_lines().iter().any(|l| is_event(l, "notice_sent")));
+    assert_eq!(
+        server.maildir_files(ALICE, "new").len(),
+        1,
+        "no second notice"
+    );
+    assert!(
+        !server
+            .log_lines()
+            .iter()
+            .any(|l| is_event(l, "notice_sent"))
+    );
 }
 
 #[test]
@@ -176,7 +216,12 @@ fn off_refuses_grant_relays_with_the_configured_text_and_auth_is_unaffected() {
         .start();
 
     let out = alice_pop_then_relay(&server, "refused");
-    assert_eq!(out.get("RCPT"), format!("554 5.7.1 {OFF_TEXT}"), "{}", out.0);
+    assert_eq!(
+        out.get("RCPT"),
+        format!("554 5.7.1 {OFF_TEXT}"),
+        "{}",
+        out.0
+    );
     assert!(out.all("DATA").is_empty(), "{}", out.0);
     assert!(
         out.get("RCPT").starts_with(&reply::RELAY_DENIED[..9]),
@@ -193,22 +238,33 @@ fn off_refuses_grant_relays_with_the_configured_text_and_auth_is_unaffected() {
     });
     let snapshot = http_get(&server, "/api/snapshot");
     assert!(
-        snapshot.contains("\"relay_denied\":{\"rcpt\":\"friend@remote.test\",\"reason\":\"grant_switched_off\"}"),
+        snapshot.contains(
+            "\"relay_denied\":{\"rcpt\":\"friend@remote.test\",\"reason\":\"grant_switched_off\"}"
+        ),
         "{snapshot}"
     );
     server.wait_log("the ledger's refusal line", |l| {
         is_event(l, "grant_relay_refused")
     });
     let metrics = http_get(&server, "/metrics");
-    assert!(metrics.contains("\npopgate_grant_relays_switched_off_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\npopgate_grant_relays_switched_off_total 1\n"),
+        "{metrics}"
+    );
 
     stop(&mut server);
     let report = report_json(&server);
     let a = row(&report, ALICE);
-    assert_eq!(a["group"], "grant_only", "a refused grant relay is still work left");
+    assert_eq!(
+        a["group"], "grant_only",
+        "a refused grant relay is still work left"
+    );
     assert_eq!(a["mode"], "off");
     assert_eq!(a["stats"]["refused_relays"], 1);
     assert_eq!(a["stats"]["grant_relays"], 0);
     assert_eq!(row(&report, BOB)["group"], "moved_to_auth");
-    assert_eq!(row(&report, BOB)["stats"]["auth_relays"][0]["listener"], "smtp");
+    assert_eq!(
+        row(&report, BOB)["stats"]["auth_relays"][0]["listener"],
+        "smtp"
+    );
 }

@@ -1141,7 +1141,7 @@ mod tests {
         );
         let mut wire = String::new();
         let mut stored = Vec::new();
-        let mut drive = |s: &mut SmtpSession, wire: &mut String, stored: &mut Vec<u8>| loop {
+        let drive = |s: &mut SmtpSession, wire: &mut String, stored: &mut Vec<u8>| loop {
             while let Some(b) = s.poll_transmit() {
                 wire.push_str(&String::from_utf8_lossy(&b));
             }

@@ -71,10 +71,22 @@ pub fn bob_swaks_auth(addr: SocketAddr, ca: &TestCa) -> Output {
         .args(["--local-interface", BOB_HOST])
         .args(["-tls", "--tls-verify", "--tls-ca-path"])
         .arg(&ca.cert)
-        .args(["--auth", "PLAIN", "--auth-user", BOB, "--auth-password", BOB_PW])
+        .args([
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            BOB,
+            "--auth-password",
+            BOB_PW,
+        ])
         .args(["--ehlo", "client.test", "--timeout", "30"])
         .args(["--from", BOB, "--to", REMOTE])
-        .args(["--header", "Subject: swaks with AUTH", "--body", "sent with AUTH"]));
+        .args([
+            "--header",
+            "Subject: swaks with AUTH",
+            "--body",
+            "sent with AUTH",
+        ]));
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && log.contains("<~  235 ") && log.contains("queued as"),
@@ -105,6 +117,10 @@ pub fn group(report: &serde_json::Value, id: &str) -> Vec<String> {
         .as_array()
         .and_then(|gs| gs.iter().find(|g| g["group"] == id))
         .and_then(|g| g["users"].as_array())
-        .map(|us| us.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+        .map(|us| {
+            us.iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
