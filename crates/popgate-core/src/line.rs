@@ -5,6 +5,8 @@
 //! discarded so one bad line never desynchronises the stream (the caller answers it
 //! with a "line too long" reply and reads on).
 
+use crate::proxy::V2_SIGNATURE;
+
 /// What [`LineReader::next_line`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
@@ -151,10 +153,6 @@ const HTTP_FIELDS: &[&str] = &[
     "cookie:",
 ];
 
-/// RFC "PROXY protocol" (HAProxy) version 2 signature. It is made to stop a server
-/// that does not expect it: as lines it reads "", "", "\0", "QUIT".
-pub const PROXY_V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
-
 /// Whether a command line is really another protocol: an HTTP request line or header
 /// (a browser form posted to the mail port, an open-proxy probe), or a PROXY protocol
 /// v1 header (`PROXY TCP4 ...`) on a listener not configured for PROXY. Postfix does
@@ -175,11 +173,11 @@ pub fn is_foreign_protocol(line: &[u8]) -> bool {
 }
 
 /// Whether `buf` (the first bytes of a connection) starts like a PROXY v2 header:
-/// a prefix of [`PROXY_V2_SIGNATURE`] long enough not to be an empty line typed by a
+/// a prefix of [`crate::proxy::V2_SIGNATURE`] long enough not to be an empty line typed by a
 /// person (two empty lines then a NUL).
 pub fn starts_with_proxy_v2(buf: &[u8]) -> bool {
-    let n = buf.len().min(PROXY_V2_SIGNATURE.len());
-    n >= 5 && buf[..n] == PROXY_V2_SIGNATURE[..n]
+    let n = buf.len().min(V2_SIGNATURE.len());
+    n >= 5 && buf[..n] == V2_SIGNATURE[..n]
 }
 
 #[cfg(test)]
@@ -263,7 +261,7 @@ mod tests {
 
     #[test]
     fn proxy_v2_signature_prefix() {
-        assert!(starts_with_proxy_v2(PROXY_V2_SIGNATURE));
+        assert!(starts_with_proxy_v2(&V2_SIGNATURE));
         assert!(starts_with_proxy_v2(b"\r\n\r\n\0\r\nQUIT\n\x21\x11"));
         assert!(starts_with_proxy_v2(b"\r\n\r\n\0"));
         assert!(!starts_with_proxy_v2(b"\r\n\r\n"));
