@@ -147,13 +147,13 @@ fn killed_before_fsync_leaves_no_torn_message_and_keeps_the_acknowledged_one() {
     // message never reached new/ (the link comes after the fsync).
     assert_same(
         &stored_messages(&server),
-        &[first.clone()],
+        std::slice::from_ref(&first),
         "new/ after the crash",
     );
     // Its tmp/ copy may remain; POP3 never shows it.
     assert_same(
         &pop3_messages(&server),
-        &[first.clone()],
+        std::slice::from_ref(&first),
         "POP3 after the crash",
     );
     // And the restarted server delivers as before.
