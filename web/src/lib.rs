@@ -13,6 +13,7 @@
 //! * [`i18n`]: every user-visible string, one table per language.
 //! * [`codes`]: SMTP and POP3 reply codes explained (the transcript tooltips).
 //! * [`format`]: durations, clock times, URL path segments.
+//! * [`wire`]: the `/api/events` frames decoded by hand (a fraction of serde's code size).
 //! * [`explainer`]: the explainer: scenarios played by core's simulator, the sequence
 //!   diagram, every line explained; the options and deep links that start it.
 //! * `embed` (wasm32 only): starting in `index.html`, or in a host page through the
@@ -32,6 +33,7 @@ pub mod i18n;
 #[cfg(target_arch = "wasm32")]
 mod live;
 pub mod state;
+pub mod wire;
 
 pub use components::app::{App, Root};
 

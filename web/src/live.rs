@@ -15,6 +15,7 @@
 use crate::components::clock::local_now;
 use crate::components::{Commands, GrantRequest};
 use crate::state::{Action, reconnect_delay_ms};
+use crate::wire::decode_frame;
 use futures_util::StreamExt;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_net::websocket::Message;
@@ -105,9 +106,7 @@ async fn stream(dispatch: Callback<Action>, stop: Rc<Cell<bool>>) {
                     match item {
                         // A frame this build cannot read is skipped; the gap it leaves in
                         // `seq` is counted and shown by the state.
-                        Ok(Message::Text(text)) => {
-                            frames.extend(serde_json::from_str::<StreamMessage>(&text).ok())
-                        }
+                        Ok(Message::Text(text)) => frames.extend(decode_frame(&text)),
                         Ok(Message::Bytes(_)) => {}
                         Err(_) => {
                             ended = true;

@@ -6,10 +6,12 @@
 //! wasm-opt options in web/index.html) with the standard library rebuilt for the module
 //! with `panic = "immediate-abort"`: a panic becomes a trap, so the panic messages,
 //! their locations and most of `core::fmt` are not in the module (about 24 KB of its
-//! gzipped size). Both are unstable options; `RUSTC_BOOTSTRAP=1` allows them on the
-//! stable toolchain, whose `rust-src` component holds the library's source. They are set
-//! for the WebAssembly target only, so the host crates (build scripts, proc macros) build
-//! as usual. A plain `trunk build --release` still works, without them (bigger).
+//! gzipped size). `{:?}` prints nothing and a `#[track_caller]` location names no file
+//! (`-Zfmt-debug=none -Zlocation-detail=none`, 3 KB more): the app shows no Debug
+//! output to its reader. These are unstable options; `RUSTC_BOOTSTRAP=1` allows them on
+//! the stable toolchain, whose `rust-src` component holds the library's source. They are
+//! set for the WebAssembly target only, so the host crates (build scripts, proc macros)
+//! build as usual. A plain `trunk build --release` still works, without them (bigger).
 
 use std::{
     fs,
@@ -49,7 +51,7 @@ fn size_settings(cmd: &mut Command) {
         .env("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort")
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-            "-Zunstable-options -Cpanic=immediate-abort",
+            "-Zunstable-options -Cpanic=immediate-abort -Zfmt-debug=none -Zlocation-detail=none",
         )
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");

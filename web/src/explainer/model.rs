@@ -9,9 +9,10 @@
 
 use crate::i18n::Lang;
 use crate::state::UiState;
+use crate::wire::scenario::scenarios;
 use popgate_core::SessionId;
 use popgate_core::dashboard::DashboardState;
-use popgate_core::sim::{ConnId, Endpoint, Player, Scenario, ScenarioStep, SimOutput, scenarios};
+use popgate_core::sim::{ConnId, Endpoint, Player, Scenario, ScenarioStep, SimOutput};
 use std::rc::Rc;
 
 /// Playback speeds, as multiples of the normal pace.

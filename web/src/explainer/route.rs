@@ -16,7 +16,7 @@
 //! opens something.
 
 use crate::i18n::Lang;
-use serde::Deserialize;
+use serde_json::Value;
 
 /// Which app the module runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,31 +111,22 @@ impl Options {
     /// step, theme}`, every field optional; `scenario` a number or a string). Unknown
     /// or ill-typed fields are ignored, as in a URL.
     pub fn from_json(json: &str) -> Options {
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Raw {
-            mode: Option<serde_json::Value>,
-            lang: Option<serde_json::Value>,
-            scenario: Option<serde_json::Value>,
-            step: Option<serde_json::Value>,
-            theme: Option<serde_json::Value>,
-        }
-        fn text(v: Option<serde_json::Value>) -> Option<String> {
-            match v? {
-                serde_json::Value::String(s) => Some(s),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }
-        }
-        let raw: Raw = serde_json::from_str(json).unwrap_or_default();
+        // Read through a `Value`, which the app's other JSON already needs, rather than a
+        // derived struct: one generic decoder less in the module.
+        let value: Value = serde_json::from_str(json).unwrap_or_default();
+        let text = |name: &str| match value.get(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
         Options {
-            mode: text(raw.mode)
+            mode: text("mode")
                 .and_then(|m| parse_mode(&m))
                 .unwrap_or_default(),
-            lang: text(raw.lang).and_then(|l| Lang::from_tag(&l)),
-            scenario: text(raw.scenario).filter(|s| !s.is_empty()),
-            step: text(raw.step).and_then(|s| s.parse().ok()),
-            theme: text(raw.theme)
+            lang: text("lang").and_then(|l| Lang::from_tag(&l)),
+            scenario: text("scenario").filter(|s| !s.is_empty()),
+            step: text("step").and_then(|s| s.parse().ok()),
+            theme: text("theme")
                 .and_then(|t| Theme::parse(&t))
                 .unwrap_or_default(),
         }

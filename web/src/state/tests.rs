@@ -328,10 +328,10 @@ fn frames_parse_from_the_wire_format() {
     // The WebSocket sends JSON text frames, externally tagged.
     let text =
         r#"{"event":{"seq":1,"at":5,"session":3,"kind":{"client_line":{"line":"USER taro"}}}}"#;
-    let frame: StreamMessage = serde_json::from_str(text).expect("an event frame");
+    let frame = crate::wire::decode_frame(text).expect("an event frame");
     assert!(matches!(frame, StreamMessage::Event(Event { seq: 1, .. })));
     let snap = serde_json::to_string(&StreamMessage::Snapshot(DashboardState::default()))
         .expect("serialise");
-    let back: StreamMessage = serde_json::from_str(&snap).expect("a snapshot frame");
+    let back = crate::wire::decode_frame(&snap).expect("a snapshot frame");
     assert!(matches!(back, StreamMessage::Snapshot(_)));
 }
