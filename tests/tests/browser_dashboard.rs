@@ -233,6 +233,9 @@ fn the_dashboard_shows_a_grant_counting_down_used_and_revoked() {
         str_at(&denied, &["chip"]).contains(SOURCE),
         "the denied session is 127.0.0.2's: {denied}"
     );
+    // The refused address is its key, as on every other entry about an address: the
+    // revoked grant's.
+    assert_eq!(str_at(&denied, &["entry", "data-key"]), KEY, "{denied}");
     let shot = browser.screenshot("revoked");
     assert!(shot.is_file(), "{} was written", shot.display());
 }

@@ -10,11 +10,12 @@ use crate::format;
 use crate::i18n::{Strings, fill};
 use crate::state::Action;
 use popgate_core::SessionId;
-use popgate_core::dashboard::{RelayVia, TimelineEntry, TimelineKind};
+use popgate_core::dashboard::{DashboardState, RelayVia, TimelineEntry, TimelineKind};
 use popgate_core::event::RelayOutcome;
 use popgate_core::grant::RelayRefusal;
 use popgate_core::net::Cidr;
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use yew::prelude::*;
 
 /// Why a relay was refused, in words.
@@ -255,7 +256,7 @@ pub fn timeline() -> Html {
         <ol id="timeline" class="timeline" data-testid="timeline"
             data-highlight={highlight.map(|k| k.to_string()).unwrap_or_default()}>
             { for ui.dash.timeline.iter().rev().map(|e| {
-                let (_, _, key) = describe(s, &e.kind);
+                let key = entry_key(s, e, &ui.dash);
                 let lit = highlight.is_some()
                     && (key.is_some() && key == *highlight
                         || e.session.is_some_and(|id| linked.contains(&id)));
@@ -264,16 +265,33 @@ pub fn timeline() -> Html {
                     None => format!("#{id}"),
                 });
                 html! {
-                    <Entry key={e.seq} entry={e.clone()} {session} {lit} on_key={on_key.clone()} />
+                    <Entry key={e.seq} entry={e.clone()} grant_key={key} {session} {lit}
+                        on_key={on_key.clone()} />
                 }
             }) }
         </ol>
     }
 }
 
+/// The address an entry is about (`data-key`, the highlight): the grant it names, or
+/// for a refused relay the refused client's address, a host key (the session's peer,
+/// while the session is retained), so it lights up with that address's grant entries.
+fn entry_key(s: &Strings, e: &TimelineEntry, dash: &DashboardState) -> Option<Cidr> {
+    match &e.kind {
+        TimelineKind::RelayDenied { .. } => {
+            let peer = &dash.sessions.get(&e.session?)?.peer;
+            let ip = peer.parse::<SocketAddr>().ok()?.ip();
+            Some(Cidr::host(ip))
+        }
+        kind => describe(s, kind).2,
+    }
+}
+
 #[derive(Properties, PartialEq)]
 struct EntryProps {
     entry: TimelineEntry,
+    /// [`entry_key`].
+    grant_key: Option<Cidr>,
     /// The label of the entry's session chip (`#3 pop3 192.0.2.7:41000`).
     session: Option<String>,
     lit: bool,
@@ -285,7 +303,8 @@ fn entry(props: &EntryProps) -> Html {
     let s = use_strings();
     let commands = use_commands();
     let e = &props.entry;
-    let (kind, text, key) = describe(s, &e.kind);
+    let (kind, text, _) = describe(s, &e.kind);
+    let key = props.grant_key;
     let session_chip = |id: SessionId, testid: &'static str, label: String| {
         let select = commands
             .dispatch

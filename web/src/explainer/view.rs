@@ -441,9 +441,30 @@ fn diagram(props: &DiagramProps) -> Html {
             </>
         }
     });
+    let kind_of = |lane: &Lane| match lane {
+        Lane::Client(_) => "client",
+        Lane::Pop3 => "pop3",
+        Lane::Grants => "grants",
+        Lane::Smtp => "smtp",
+    };
+    // The lane names are a separate SVG of the same width and scale, sticky at the top
+    // of the scrolling box, so they stay in view however far the rows go.
     html! {
         <div class="ex-diagram" ref={scroller}>
-            <svg data-testid="diagram" viewBox={format!("0 0 {WIDTH} {height}")}
+            <svg class="ex-diagram-head" viewBox={format!("0 0 {WIDTH} {}", HEAD - 8)}
+                width="100%" aria-hidden="true" preserveAspectRatio="xMidYMin meet">
+                { for props.lanes.iter().map(|(lane, label, sub)| {
+                    let x = x_of(*lane);
+                    let kind = kind_of(lane);
+                    html! {
+                        <g class={classes!("ex-lane", format!("ex-lane-{kind}"))} data-testid="diagram-lane" data-lane={kind}>
+                            <text x={fmt(x)} y="18" text-anchor="middle" class="ex-lane-name">{ label.clone() }</text>
+                            <text x={fmt(x)} y="34" text-anchor="middle" class="ex-lane-sub">{ sub.clone() }</text>
+                        </g>
+                    }
+                }) }
+            </svg>
+            <svg data-testid="diagram" viewBox={format!("0 {} {WIDTH} {}", HEAD - 8, height - HEAD + 8)}
                 width="100%" role="img" aria-label={props.lanes.iter().map(|(_, l, _)| l.as_str()).collect::<Vec<_>>().join(" · ")}
                 preserveAspectRatio="xMidYMin meet">
                 <defs>
@@ -452,19 +473,12 @@ fn diagram(props: &DiagramProps) -> Html {
                         <path d="M 0 0 L 10 5 L 0 10 z" class="ex-arrowhead" />
                     </marker>
                 </defs>
-                { for props.lanes.iter().map(|(lane, label, sub)| {
+                { for props.lanes.iter().map(|(lane, _, _)| {
                     let x = x_of(*lane);
-                    let kind = match lane {
-                        Lane::Client(_) => "client",
-                        Lane::Pop3 => "pop3",
-                        Lane::Grants => "grants",
-                        Lane::Smtp => "smtp",
-                    };
+                    let kind = kind_of(lane);
                     html! {
-                        <g class={classes!("ex-lane", format!("ex-lane-{kind}"))} data-testid="diagram-lane" data-lane={kind}>
+                        <g class={classes!("ex-lane", format!("ex-lane-{kind}"))}>
                             <line x1={fmt(x)} y1={fmt(HEAD - 6)} x2={fmt(x)} y2={fmt(height)} />
-                            <text x={fmt(x)} y="18" text-anchor="middle" class="ex-lane-name">{ label.clone() }</text>
-                            <text x={fmt(x)} y="34" text-anchor="middle" class="ex-lane-sub">{ sub.clone() }</text>
                         </g>
                     }
                 }) }
