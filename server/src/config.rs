@@ -123,9 +123,9 @@ pub struct Config {
     pub http: HttpSettings,
     pub limits: Limits,
     pub log: LogSettings,
-    pub server: ServerSettings,
     /// `[migration]`: the report's window, the notice mail and the switch-off text.
     pub migration: MigrationSettings,
+    pub server: ServerSettings,
     /// The file this configuration came from; `None` for the embedded defaults.
     pub source: Option<PathBuf>,
 }
@@ -748,7 +748,6 @@ impl Config {
             http,
             limits: raw.limits,
             log: raw.log,
-            server: raw.server,
             migration: MigrationSettings {
                 notice: NoticeSettings {
                     template: notice_template,
@@ -756,6 +755,7 @@ impl Config {
                 },
                 ..raw.migration
             },
+            server: raw.server,
             source,
         }
     }
@@ -896,8 +896,8 @@ struct FileConfig {
     http: HttpSettings,
     limits: Limits,
     log: LogSettings,
-    server: ServerSettings,
     migration: MigrationSettings,
+    server: ServerSettings,
 }
 
 impl Default for FileConfig {
@@ -919,8 +919,8 @@ impl Default for FileConfig {
             http: HttpSettings::default(),
             limits: Limits::default(),
             log: LogSettings::default(),
-            server: ServerSettings::default(),
             migration: MigrationSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }

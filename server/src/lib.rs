@@ -9,9 +9,9 @@
 //! * [`maildir`]: Maildir delivery and POP3 maildrops, with per-maildrop locks.
 //! * [`queue`]: the durable outbound queue for relayed mail.
 //! * [`migration`]: the durable per-user migration ledger, the report, the notice mail.
-//! * [`import`]: `popgate import`: Maildir (UIDLs kept) and mbox into a user's Maildir.
 //! * [`delivery`]: the queue runner: routing, the SMTP client's IO, retries, bounces.
 //! * [`demo`]: first-run demo users and their credentials file.
+//! * [`import`]: `popgate import`: Maildir (UIDLs kept) and mbox into a user's Maildir.
 //! * [`fault`]: fault points for crash and disk-full tests (feature `fault-points`).
 //! * [`grants`]: the grant store: core's table in memory, or Redis shared by nodes.
 //! * [`privilege`]: the private umask, dropping root after binding.

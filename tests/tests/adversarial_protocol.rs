@@ -408,7 +408,7 @@ fn nul_and_invalid_utf8_in_every_command_get_an_error_and_the_session_goes_on() 
         "UIDL",
         "QUIT",
     ];
-    let mut pop_bad = |p: &mut Client, state: &str| {
+    let pop_bad = |p: &mut Client, state: &str| {
         for verb in pop_verbs {
             for b in bad {
                 for at in [0, verb.len() / 2, verb.len()] {

@@ -268,16 +268,16 @@ pub struct Counters {
     pub messages_bounced: u64,
     /// POP3 messages removed in UPDATE.
     pub messages_removed: u64,
-}
-
-/// A message that was accepted (or is being stored: delivery events come just before
-/// the 250 that accepts it).
     /// `grant.mode = "warn"`: grant relays allowed and marked (one per transaction).
     pub grant_relays_warned: u64,
     /// `grant.mode = "off"`: relays that would have used a grant, refused.
     pub grant_relays_switched_off: u64,
     /// Migration notices delivered to users' mailboxes.
     pub migration_notices: u64,
+}
+
+/// A message that was accepted (or is being stored: delivery events come just before
+/// the 250 that accepts it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageSummary {
     /// The id the client was told in `250 ... queued as <id>`.
@@ -623,16 +623,16 @@ impl DashboardState {
                     .messages_removed
                     .saturating_add(u64::try_from(*count).unwrap_or(u64::MAX));
             }
-        }
-    }
-
-    /// The sessions without their transcripts (for lists).
-    pub fn session_list(&self) -> Vec<SessionView> {
             // The refusal itself reaches the timeline as the `RelayDecision` denied
             // with `grant_switched_off`; these only count.
             EventKind::GrantRelayWarned { .. } => self.counters.grant_relays_warned += 1,
             EventKind::GrantRelayRefused { .. } => self.counters.grant_relays_switched_off += 1,
             EventKind::MigrationNoticeSent { .. } => self.counters.migration_notices += 1,
+        }
+    }
+
+    /// The sessions without their transcripts (for lists).
+    pub fn session_list(&self) -> Vec<SessionView> {
         self.sessions
             .values()
             .map(|s| SessionView {

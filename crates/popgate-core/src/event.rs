@@ -250,12 +250,6 @@ pub enum EventKind {
         user: String,
         count: usize,
     },
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::test;
     /// `grant.mode = "warn"`: a relay on this grant was allowed, and the message is
     /// marked (see [`crate::migration`]). Once per transaction.
     GrantRelayWarned {
@@ -273,6 +267,12 @@ mod tests {
     MigrationNoticeSent {
         user: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::test;
 
     #[test]
     fn serialises_externally_tagged() {

@@ -20,8 +20,8 @@
 //! * [`grant`]: the POP-before-SMTP grant table (the heart).
 //! * [`shared_grant`]: grants in a store several nodes share, computed with the table's rules.
 //! * [`relay`]: per-listener relay policy.
-//! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
 //! * [`migration`]: grant modes (on, warn, off) and who still depends on grants.
+//! * [`sasl`]: SASL exchanges (PLAIN, LOGIN, CRAM-MD5) shared by SMTP and POP3 AUTH.
 //! * [`throttle`]: the progressive per-address login-failure delay.
 //! * [`pop3`]: the POP3 server session (RFC 1939, 2449, 2595 STLS, 5034 AUTH).
 //! * [`smtp`]: the SMTP server session (RFC 5321 and extensions).
@@ -45,18 +45,18 @@ pub mod event;
 pub mod fuzzing;
 pub mod grant;
 pub mod line;
+pub mod migration;
 pub mod net;
 pub mod policy;
+pub mod proxy;
 // Native only: proptest does not run under wasm32.
+pub mod pop3;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests_protocol;
-pub mod proxy;
-pub mod pop3;
 pub mod relay;
 pub mod reply;
 pub mod sasl;
 pub mod shared_grant;
-pub mod migration;
 pub mod sim;
 pub mod smtp;
 pub mod smtp_client;

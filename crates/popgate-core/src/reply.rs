@@ -83,14 +83,14 @@ smtp_replies! {
     /// RFC 5321 §6.3: a message with more than 100 Received headers is a loop.
     MAIL_LOOP = 554 "5.4.6" "Too many Received headers: mail loop detected";
     RELAY_DENIED = 554 "5.7.1" "Relay access denied";
+    /// `grant.mode = "off"`: a relay that would have used a POP-before-SMTP grant; the
+    /// text is configurable (`[migration] off_text`), this is its default.
+    GRANT_SWITCHED_OFF = 554 "5.7.1" "POP before SMTP is switched off: use authenticated submission (SMTP AUTH) on port 587";
     NO_VALID_RECIPIENTS = 554 "5.5.1" "No valid recipients";
     /// RFC 5321 §4.2: the greeting; the session writes its hostname before this text.
     GREETING = 220 "" "ESMTP popgate";
     /// RFC 5321 §4.1.1.1: HELO/EHLO; the session writes its hostname (and EHLO keywords).
     HELLO = 250 "" "";
-    /// `grant.mode = "off"`: a relay that would have used a POP-before-SMTP grant; the
-    /// text is configurable (`[migration] off_text`), this is its default.
-    GRANT_SWITCHED_OFF = 554 "5.7.1" "POP before SMTP is switched off: use authenticated submission (SMTP AUTH) on port 587";
     /// A temporary failure looking up a recipient or a grant (not storing).
     TEMP_FAILURE = 451 "4.3.0" "Temporary failure, try again later";
     /// RFC 5321 §4.1.2 path syntax (RFC 3463 §3.2: X.1.3 bad destination syntax).

@@ -126,7 +126,6 @@ impl Shared {
                     sleep: config.limits.error_sleep_time,
                     junk_commands: config.limits.junk_command_limit,
                 },
-                ..SmtpConfig::default()
             })
         };
         let (smtp, submission, smtps) = (

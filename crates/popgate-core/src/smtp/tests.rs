@@ -953,10 +953,7 @@ fn idle_timeout_releases_and_closes() {
     assert_eq!(run.take(), "");
     run.session.handle_timeout(deadline);
     run.pump();
-    assert_eq!(
-        run.take(),
-        s(&["421 4.4.2 Error: timeout exceeded"])
-    );
+    assert_eq!(run.take(), s(&["421 4.4.2 Error: timeout exceeded"]));
     assert!(run.session.is_closed());
     assert_eq!(
         run.effects().last(),
