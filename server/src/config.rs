@@ -774,13 +774,21 @@ impl Config {
             );
         }
         for (key, value, min) in [
-            ("smtp_line_length", l.smtp_line_length, defaults::SMTP_LINE_LENGTH_MIN),
+            (
+                "smtp_line_length",
+                l.smtp_line_length,
+                defaults::SMTP_LINE_LENGTH_MIN,
+            ),
             (
                 "smtp_text_line_length",
                 l.smtp_text_line_length,
                 defaults::SMTP_TEXT_LINE_LENGTH_MIN,
             ),
-            ("pop3_line_length", l.pop3_line_length, defaults::POP3_LINE_LENGTH_MIN),
+            (
+                "pop3_line_length",
+                l.pop3_line_length,
+                defaults::POP3_LINE_LENGTH_MIN,
+            ),
         ] {
             if value < min {
                 bail!(

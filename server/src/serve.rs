@@ -70,9 +70,9 @@ pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> an
         crate::privilege::Outcome::Dropped { user, uid, gid } => {
             tracing::info!("event=privileges_dropped user={user} uid={uid} gid={gid}")
         }
-        crate::privilege::Outcome::Unchanged { root: true } => tracing::warn!(
-            "running as root: set `[server] user` to serve as an unprivileged user"
-        ),
+        crate::privilege::Outcome::Unchanged { root: true } => {
+            tracing::warn!("running as root: set `[server] user` to serve as an unprivileged user")
+        }
         _ => {}
     }
     if let Some(created) = crate::demo::ensure_demo_users(&config)? {

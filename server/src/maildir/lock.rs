@@ -152,7 +152,7 @@ fn take_over_if_stale(path: &Path, settings: &LockSettings) -> io::Result<bool> 
         },
     };
     let age = unix_ms(SystemTime::now()).saturating_sub(beat);
-    if u128::from(age) <= settings.stale_after.as_millis() {
+    if u128::from(age) <= settings.stale_after.as_millis() && !holder_died_here(&seen, settings) {
         return Ok(false);
     }
     let aside = path.with_file_name(format!(
@@ -185,6 +185,34 @@ fn take_over_if_stale(path: &Path, settings: &LockSettings) -> io::Result<bool> 
         "took over a stale maildrop lock"
     );
     Ok(true)
+}
+
+/// True when the holder line names this node and a process of it that no longer
+/// exists: a popgate of this node that crashed or was killed. Its lock is stale at
+/// once, so a restart does not leave the maildrop `[IN-USE]` for the stale age. (Node
+/// names must be unique among the nodes sharing a store.)
+fn holder_died_here(line: &str, settings: &LockSettings) -> bool {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+    };
+    let Some(pid) = field("pid").and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    field("node") == Some(settings.node.as_str())
+        && pid != std::process::id()
+        && !process_exists(pid)
+}
+
+#[cfg(target_os = "linux")]
+fn process_exists(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Without /proc, only the heartbeat says a holder died.
+#[cfg(not(target_os = "linux"))]
+fn process_exists(_pid: u32) -> bool {
+    true
 }
 
 /// A node name as it may appear in a file name.
@@ -266,5 +294,27 @@ mod tests {
         );
         drop(new);
         assert!(!dir.path().join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn a_fresh_lock_of_a_dead_process_of_this_node_is_taken_over_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A child that has exited and been reaped: its pid names no process.
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("reap");
+        let now = unix_ms(SystemTime::now());
+        fs::write(dir.path().join(LOCK_FILE), holder_line("a", dead, now)).expect("lock");
+        // Another node cannot tell whether that process lives: the heartbeat is fresh.
+        assert!(acquire(dir.path(), &settings("b")).expect("io").is_none());
+        // This node can.
+        assert!(acquire(dir.path(), &settings("a")).expect("io").is_some());
+        // A live process of this node (this one) keeps its lock.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let line = holder_line("a", std::process::id(), now);
+        fs::write(dir.path().join(LOCK_FILE), line).expect("lock");
+        assert!(acquire(dir.path(), &settings("a")).expect("io").is_none());
     }
 }
