@@ -434,16 +434,26 @@ fn write_grant_table(out: &mut impl Write, grants: &[GrantRow]) -> io::Result<()
         })
         .collect();
     let header = ["KEY", "USER", "EXPIRES IN", "MESSAGES", "SESSION", "NOTE"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
+    write_table(out, header, &rows)
+}
+
+/// Rows under a header, each column as wide as its widest cell (in characters), two
+/// spaces apart; the last column is not padded.
+pub fn write_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; N]| {
         let mut text = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
+            if i + 1 == N {
                 text.push_str(cell);
             } else {
                 text.push_str(&format!("{cell:<w$}  "));
@@ -452,7 +462,7 @@ fn write_grant_table(out: &mut impl Write, grants: &[GrantRow]) -> io::Result<()
         text
     };
     writeln!(out, "{}", line(header))?;
-    for row in &rows {
+    for row in rows {
         writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
     }
     Ok(())

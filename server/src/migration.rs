@@ -486,27 +486,7 @@ pub fn write_table(out: &mut impl std::io::Write, report: &MigrationReport) -> s
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 9]| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        text
-    };
-    writeln!(out, "{}", line(header))?;
-    for row in &rows {
-        writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
-    }
+    crate::cli::write_table(out, header, &rows)?;
     let summary: Vec<String> = report
         .groups
         .iter()
