@@ -97,26 +97,31 @@ pub fn popgate_bin() -> &'static Path {
             .and_then(Path::parent)
             .expect("the test executable lives in target/<profile>/deps")
             .join("popgate");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ sits in the workspace root");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace)
-            .args(["build", "-p", "popgate-server", "--bin", "popgate"])
-            .status()
-            .expect("run cargo build for the popgate binary");
-        assert!(
-            status.success(),
-            "cargo build -p popgate-server failed: {status}"
-        );
-        assert!(
-            bin.is_file(),
-            "{} is missing after cargo build",
-            bin.display()
-        );
+        build_popgate(&[], &bin);
         bin
     })
+}
+
+/// `cargo build -p popgate-server --bin popgate <extra>` in the workspace; `bin` must
+/// exist afterwards.
+fn build_popgate(extra: &[&std::ffi::OsStr], bin: &Path) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace root");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "-p", "popgate-server", "--bin", "popgate"])
+        .args(extra);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed: {status}");
+    assert!(
+        bin.is_file(),
+        "{} is missing after cargo build",
+        bin.display()
+    );
 }
 
 /// The `popgate` binary built with the `fault-points` feature (server/src/fault.rs),
@@ -134,26 +139,15 @@ pub fn popgate_fault_bin() -> &'static Path {
             .nth(3)
             .expect("the test executable lives in target/<profile>/deps")
             .join("fault-points");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ sits in the workspace root");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace)
-            .args(["build", "-p", "popgate-server", "--bin", "popgate"])
-            .args(["--features", "fault-points", "--target-dir"])
-            .arg(&target_dir)
-            .status()
-            .expect("run cargo build for the fault-points binary");
-        assert!(
-            status.success(),
-            "cargo build --features fault-points failed: {status}"
-        );
         let bin = target_dir.join("debug").join("popgate");
-        assert!(
-            bin.is_file(),
-            "{} is missing after cargo build",
-            bin.display()
+        build_popgate(
+            &[
+                "--features".as_ref(),
+                "fault-points".as_ref(),
+                "--target-dir".as_ref(),
+                target_dir.as_os_str(),
+            ],
+            &bin,
         );
         bin
     })
