@@ -206,9 +206,15 @@ fn killed_during_update_loses_no_message_that_was_not_deleted() {
     assert_aborted(&mut server);
 
     server.restart();
-    // The store itself (new/ and cur/): POP3 would also need the crashed session's
-    // maildrop lock to expire first.
+    // The store itself (new/ and cur/).
     let left = stored_messages(&server);
+    // And what POP3 shows at once: the crashed process's maildrop lock does not keep
+    // the maildrop [IN-USE] after the restart.
+    assert_same(
+        &pop3_messages(&server),
+        &left,
+        "POP3 after the restart, against the store",
+    );
     // Messages 2 and 4 were never marked: both must be there, byte for byte. Message 3
     // was marked and may or may not be gone; nothing else may be there.
     for kept in [&messages[1], &messages[3]] {
