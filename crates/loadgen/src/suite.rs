@@ -958,7 +958,8 @@ impl Bench {
         let mut raw = serde_json::Map::new();
         for size in ["1k", "100k", "1m"] {
             for (bench, metric) in [
-                ("lookup", "lookups/s (get)"),
+                ("lookup", "lookups/s (lookup: a relay decision's read)"),
+                ("view", "lookups/s (get: an owned GrantView for the API)"),
                 ("reserve_release", "relay checks/s (reserve+release)"),
             ] {
                 let file = dir
