@@ -47,6 +47,8 @@ pub mod defaults {
     pub const MAX_MESSAGE_SIZE: u64 = 10_240_000;
     /// Postfix's `smtpd_recipient_limit`.
     pub const MAX_RECIPIENTS: usize = 1000;
+    /// RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per message.
+    pub const MAX_RECIPIENTS_MIN: usize = 100;
     /// RFC 5321 §4.5.3.2.7 asks for at least 5 minutes.
     pub const SMTP_IDLE_TIMEOUT_SECS: u64 = 5 * 60;
     /// RFC 1939 §3: an autologout timer of at least 10 minutes.
@@ -771,6 +773,13 @@ impl Config {
         if l.max_connections_per_address == 0 {
             bail!(
                 "key `limits.max_connections_per_address`: 0 would refuse every connection; expected at least 1"
+            );
+        }
+        if l.max_recipients < defaults::MAX_RECIPIENTS_MIN {
+            bail!(
+                "key `limits.max_recipients`: {} is below the RFC minimum; expected at least {} (RFC 5321 §4.5.3.1.8)",
+                l.max_recipients,
+                defaults::MAX_RECIPIENTS_MIN
             );
         }
         for (key, value, min) in [
@@ -1510,7 +1519,7 @@ web_root = "web"
 
 [limits]
 max_message_size = 1000
-max_recipients = 7
+max_recipients = 150
 smtp_idle_timeout = "30s"
 pop3_idle_timeout = "2m"
 max_connections = 3
@@ -1578,7 +1587,7 @@ transcripts = false
         assert_eq!(c.http.admin_token, "s3cret");
         assert_eq!(c.http.web_root, Some(PathBuf::from("/etc/popgate/web")));
         assert_eq!(c.limits.max_message_size, 1000);
-        assert_eq!(c.limits.max_recipients, 7);
+        assert_eq!(c.limits.max_recipients, 150);
         assert_eq!(c.limits.smtp_idle_timeout, Duration::from_secs(30));
         assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(120));
         assert_eq!(c.limits.max_connections, 3);
@@ -1692,6 +1701,10 @@ transcripts = false
             (
                 "[listen]\nhttp = \"0.0.0.0:8025\"\n",
                 &["http.admin_token", "required", "not on loopback"],
+            ),
+            (
+                "[limits]\nmax_recipients = 99\n",
+                &["limits.max_recipients", "RFC minimum", "at least 100"],
             ),
             (
                 "[limits]\nsmtp_line_length = 100\n",

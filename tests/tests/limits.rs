@@ -1,4 +1,5 @@
-//! `[limits]`: message size (RFC 1870), recipients per transaction, idle timeouts.
+//! `[limits]`: message size (RFC 1870), recipients per transaction (RFC 5321 §4.5.3.1.8,
+//! at least 100), idle timeouts.
 
 use popgate_tests::{Client, Server, Setup, host, message, reply};
 
@@ -66,32 +67,35 @@ fn message_over_max_message_size_gets_552_5_3_4() {
 }
 
 #[test]
-fn recipients_over_max_recipients_get_452_4_5_3() {
-    let server = server("max_recipients = 2");
+fn the_1001st_recipient_gets_452_4_5_3() {
+    // The default limit (Postfix's smtpd_recipient_limit, 1000), on relayed
+    // recipients: a POP3 login grants 127.0.0.2, and the relay queue captures.
+    let server = server("");
+    let _pop = Client::pop3_login(server.pop3(), host(2), BOB, PW);
     let mut c = Client::smtp_from(server.smtp(), host(2));
-    let r = c.smtp("MAIL FROM:<sender@elsewhere.test>");
+    let r = c.smtp(&format!("MAIL FROM:<{BOB}>"));
     assert!(r.starts_with("250 "), "MAIL: {r:?}");
-    for rcpt in [BOB, "postmaster@example.test"] {
-        let r = c.smtp(&format!("RCPT TO:<{rcpt}>"));
-        assert!(
-            r.starts_with("250 "),
-            "RCPT TO:<{rcpt}> (1 or 2 of 2): {r:?}"
-        );
+    for n in 1..=1000 {
+        let r = c.smtp(&format!("RCPT TO:<r{n}@remote.test>"));
+        assert!(r.starts_with("250 "), "RCPT {n} of 1000: {r:?}");
     }
-    let r = c.smtp(&format!("RCPT TO:<{CAROL}>"));
-    assert!(
-        r.starts_with("452 4.5.3 "),
-        "a third distinct RCPT of 2: {r:?}"
-    );
+    // RFC 5321 §4.5.3.1.10: too many recipients is 452, and the client sends the rest
+    // in another transaction.
+    let r = c.smtp("RCPT TO:<r1001@remote.test>");
+    assert!(r.starts_with("452 4.5.3 "), "the 1001st RCPT: {r:?}");
     // A recipient already accepted is not a new one.
-    let r = c.smtp(&format!("RCPT TO:<{BOB}>"));
-    assert!(r.starts_with("250 "), "RCPT TO:<{BOB}> again: {r:?}");
-    let r = c.smtp_data(&message("two recipients"));
-    assert!(r.starts_with(reply::QUEUED), "end of data: {r:?}");
-    assert_eq!(
-        server.maildir_files(BOB, "new").len(),
-        1,
-        "bob gets the message once"
+    let r = c.smtp("RCPT TO:<r7@remote.test>");
+    assert!(r.starts_with("250 "), "RCPT r7 again: {r:?}");
+    let r = c.smtp_data(&message("a thousand recipients"));
+    let id = r
+        .strip_prefix(reply::QUEUED)
+        .unwrap_or_else(|| panic!("end of data: {r:?}"))
+        .trim()
+        .to_owned();
+    let queued = server.cli(&["queue", "show", &id]);
+    assert!(
+        queued.contains("r1000@remote.test") && !queued.contains("r1001@remote.test"),
+        "the queued message's recipients: {queued}"
     );
 }
 
