@@ -166,7 +166,11 @@ where
     let mut last = snapshot.seq;
     let mut frame = StreamMessage::Snapshot(snapshot);
     loop {
-        if !send(&mut sink, &frame).await {
+        // Frames already waiting go out in one write: flush only when this is the last
+        // one the receiver holds (the next recv would wait), so a burst of events costs
+        // one syscall, not one per event, and no frame is ever left unflushed.
+        let flush = events.is_empty();
+        if !send(&mut sink, &frame, flush).await {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -196,8 +200,9 @@ where
     }
 }
 
-/// Send one frame; false when the client is gone or took nothing for [`SEND_TIMEOUT`].
-async fn send<S: Sink<Message> + Unpin>(sink: &mut S, frame: &StreamMessage) -> bool {
+/// Queue one frame and, with `flush`, write out what is queued; false when the client
+/// is gone or took nothing for [`SEND_TIMEOUT`].
+async fn send<S: Sink<Message> + Unpin>(sink: &mut S, frame: &StreamMessage, flush: bool) -> bool {
     let text = match serde_json::to_string(frame) {
         Ok(text) => text,
         Err(e) => {
@@ -205,10 +210,11 @@ async fn send<S: Sink<Message> + Unpin>(sink: &mut S, frame: &StreamMessage) -> 
             return false;
         }
     };
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::text(text))).await,
-        Ok(Ok(()))
-    )
+    let write = async {
+        sink.feed(Message::text(text)).await?;
+        if flush { sink.flush().await } else { Ok(()) }
+    };
+    matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
 }
 
 /// The client sends nothing we act on; reading keeps pings answered and notices a
