@@ -353,6 +353,19 @@ pub struct Pop3Settings {
     /// store) whose heartbeat is older than this is stale and taken over.
     #[serde(deserialize_with = "de_duration")]
     pub lock_stale: Duration,
+    /// How a POP3 session holds its maildrop; unset: `file` when grants are shared
+    /// through Redis (nodes then usually share the Maildir store too), else `process`.
+    pub maildrop_lock: Option<MaildropLockKind>,
+}
+
+/// `[pop3] maildrop_lock`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaildropLockKind {
+    /// A lock file in the Maildir: holds across every node sharing the store.
+    File,
+    /// This process only: no file per session, for a store no other node serves.
+    Process,
 }
 
 impl Default for Pop3Settings {
@@ -361,7 +374,21 @@ impl Default for Pop3Settings {
             plaintext_auth: true,
             apop: false,
             lock_stale: Duration::from_secs(defaults::MAILDROP_LOCK_STALE_SECS),
+            maildrop_lock: None,
         }
+    }
+}
+
+impl Config {
+    /// The maildrop lock in effect (see [`Pop3Settings::maildrop_lock`]).
+    pub fn maildrop_lock(&self) -> MaildropLockKind {
+        self.pop3
+            .maildrop_lock
+            .unwrap_or(if self.grant.store == defaults::GRANT_STORE {
+                MaildropLockKind::Process
+            } else {
+                MaildropLockKind::File
+            })
     }
 }
 
@@ -1410,6 +1437,7 @@ mod tests {
                 plaintext_auth: true,
                 apop: false,
                 lock_stale: Duration::from_secs(120),
+                maildrop_lock: None,
             }
         );
         assert_eq!(c.grant.store_timeout, Duration::from_millis(500));
@@ -1492,6 +1520,7 @@ node = "pop-1"
 plaintext_auth = false
 apop = true
 lock_stale = "30s"
+maildrop_lock = "file"
 
 [users]
 file = "passwd"
@@ -1562,6 +1591,7 @@ transcripts = false
                 plaintext_auth: false,
                 apop: true,
                 lock_stale: Duration::from_secs(30),
+                maildrop_lock: Some(MaildropLockKind::File),
             }
         );
         assert_eq!(c.users_file, Path::new("/var/lib/popgate/passwd"));

@@ -304,10 +304,18 @@ fn unix_ms() -> u64 {
 
 #[test]
 fn one_pop3_session_per_mailbox_across_nodes_sharing_a_maildir_store() {
-    // No Redis here: the lock is a file in the Maildir, so it needs none.
-    let a = node_setup("node-a", "memory").start();
+    // No Redis here: the lock is a file in the Maildir, so it needs none (but without
+    // a shared grant store it must be asked for).
+    let file_lock = |setup: Setup| {
+        let mut setup = setup;
+        setup
+            .extra_toml
+            .push_str("\n[pop3]\nmaildrop_lock = \"file\"\n");
+        setup
+    };
+    let a = file_lock(node_setup("node-a", "memory")).start();
     fs::create_dir_all(a.mail_dir()).expect("the shared mail folder");
-    let b = node_setup("node-b", "memory")
+    let b = file_lock(node_setup("node-b", "memory"))
         .share_mail(&a.mail_dir())
         .start();
     send_local(a.smtp(), ALICE, &message("shared"));

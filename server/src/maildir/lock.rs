@@ -37,15 +37,15 @@ pub struct LockSettings {
     pub stale_after: Duration,
 }
 
-/// Holds a maildrop for one POP3 session; released on drop.
+/// Holds a maildrop through its lock file for one POP3 session; released on drop.
 #[derive(Debug)]
-pub struct MaildropLock {
+pub struct FileLock {
     path: PathBuf,
     file: Arc<File>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for MaildropLock {
+impl Drop for FileLock {
     fn drop(&mut self) {
         if let Some(task) = self.heartbeat.take() {
             task.abort();
@@ -62,14 +62,14 @@ impl Drop for MaildropLock {
 
 /// Take the lock of the Maildir folder `dir` (which must exist). `None` when a live
 /// session, on this node or another, holds it.
-pub(super) fn acquire(dir: &Path, settings: &LockSettings) -> io::Result<Option<MaildropLock>> {
+pub(super) fn acquire(dir: &Path, settings: &LockSettings) -> io::Result<Option<FileLock>> {
     let path = dir.join(LOCK_FILE);
     for _ in 0..ATTEMPTS {
         match create_private(&path) {
             Ok(file) => {
                 let file = Arc::new(file);
                 write_holder(&file, settings)?;
-                return Ok(Some(MaildropLock {
+                return Ok(Some(FileLock {
                     heartbeat: spawn_heartbeat(file.clone(), settings.clone()),
                     path,
                     file,

@@ -4,6 +4,7 @@ use super::clock::Clock;
 use super::events::EventBus;
 use crate::aliases::Aliases;
 use crate::config::Config;
+use crate::config::MaildropLockKind;
 use crate::config::SenderPolicySetting;
 use crate::grants::Grants;
 use crate::maildir::{LockSettings, MailStore};
@@ -64,6 +65,10 @@ impl Shared {
             node: crate::grants::node_name(&config),
             stale_after: config.pop3.lock_stale,
         });
+        let store = match config.maildrop_lock() {
+            MaildropLockKind::File => store,
+            MaildropLockKind::Process => store.with_process_locks(),
+        };
         let queue = Queue::open(config.data_dir.join("queue"))
             .with_context(|| format!("opening the queue in {}", config.data_dir.display()))?;
         let clock = Clock::start();
