@@ -91,11 +91,15 @@ pub fn holder_line(node: &str, pid: u32, heartbeat_ms: u64) -> String {
     format!("node={node} pid={pid} heartbeat={heartbeat_ms}\n")
 }
 
+/// The value of `name=` in a holder line.
+fn holder_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// The heartbeat of a holder line, in unix milliseconds.
 fn heartbeat_of(line: &str) -> Option<u64> {
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix("heartbeat="))
-        .and_then(|ms| ms.parse().ok())
+    holder_field(line, "heartbeat").and_then(|ms| ms.parse().ok())
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -192,14 +196,10 @@ fn take_over_if_stale(path: &Path, settings: &LockSettings) -> io::Result<bool> 
 /// once, so a restart does not leave the maildrop `[IN-USE]` for the stale age. (Node
 /// names must be unique among the nodes sharing a store.)
 fn holder_died_here(line: &str, settings: &LockSettings) -> bool {
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-    };
-    let Some(pid) = field("pid").and_then(|p| p.parse::<u32>().ok()) else {
+    let Some(pid) = holder_field(line, "pid").and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    field("node") == Some(settings.node.as_str())
+    holder_field(line, "node") == Some(settings.node.as_str())
         && pid != std::process::id()
         && !process_exists(pid)
 }

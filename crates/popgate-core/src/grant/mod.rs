@@ -311,46 +311,37 @@ impl GrantTable {
                 .get(slot)
                 .is_some_and(|e| e.sliding() || !e.spent())
         });
-        match refreshable {
-            Some(slot) => {
-                self.refresh(now, slot, user, session, note);
-                let view = self.view_of(slot);
-                if let Some(view) = &view {
-                    self.push(
-                        now,
-                        Some(session),
-                        EventKind::GrantRefreshed {
-                            grant: view.clone(),
-                        },
-                    );
-                }
-                match view {
-                    Some(view) => LoginGrant::Refreshed(view),
-                    // Unreachable: the slot was just found holding the entry.
-                    None => LoginGrant::Denied,
-                }
-            }
-            None => {
-                let user = self.names.acquire(user);
-                let mut entry = Entry::new(
-                    key,
-                    now,
-                    now.saturating_add(self.config.ttl),
-                    user,
-                    Some(session),
-                    self.config.max_messages,
-                    self.config.sliding,
-                );
-                if note.is_some() {
-                    entry.extra_mut().note = note;
-                }
-                LoginGrant::Created(self.insert_fresh(now, Some(session), entry))
-            }
+        let mut note = note;
+        if let Some(view) =
+            refreshable.and_then(|slot| self.refresh(now, slot, user, session, note.take()))
+        {
+            self.push(
+                now,
+                Some(session),
+                EventKind::GrantRefreshed {
+                    grant: view.clone(),
+                },
+            );
+            return LoginGrant::Refreshed(view);
         }
+        let user = self.names.acquire(user);
+        let mut entry = Entry::new(
+            key,
+            now,
+            now.saturating_add(self.config.ttl),
+            user,
+            Some(session),
+            self.config.max_messages,
+            self.config.sliding,
+        );
+        if note.is_some() {
+            entry.extra_mut().note = note;
+        }
+        LoginGrant::Created(self.insert_fresh(now, Some(session), entry))
     }
 
     /// A login on the live grant in `slot`: the login becomes its user and session and
-    /// joins its history; a sliding grant is renewed.
+    /// joins its history; a sliding grant is renewed. Returns the grant's new view.
     fn refresh(
         &mut self,
         now: Millis,
@@ -358,10 +349,8 @@ impl GrantTable {
         user: &str,
         session: SessionId,
         note: Option<String>,
-    ) {
-        let Some(entry) = self.entries.get_mut(slot) else {
-            return;
-        };
+    ) -> Option<GrantView> {
+        let entry = self.entries.get_mut(slot)?;
         let names = &mut self.names;
         let previous = entry.user;
         let seen = match &entry.extra {
@@ -386,18 +375,20 @@ impl GrantTable {
         if note.is_some() {
             entry.extra_mut().note = note;
         }
+        let old_expires = entry.expires;
         if entry.sliding() {
             let (ttl, max_messages) = Self::renewal(&self.config, entry);
-            let expires = now.saturating_add(ttl);
             // Reservations in flight stay: there are never more of them than the
             // messages that were left, so available stays >= 0.
             entry.set_messages_left(max_messages);
-            if expires != entry.expires {
-                entry.expires = expires;
-                self.deadlines.push(Reverse((expires, slot)));
-                self.compact_deadlines();
-            }
+            entry.expires = now.saturating_add(ttl);
         }
+        let view = Self::view(&self.names, entry);
+        if view.expires != old_expires {
+            self.deadlines.push(Reverse((view.expires, slot)));
+            self.compact_deadlines();
+        }
+        Some(view)
     }
 
     /// What a sliding refresh renews `entry` with: the configuration's time-to-live
@@ -568,9 +559,7 @@ impl GrantTable {
     /// [`reason::PASSWORD_CHANGED`].
     pub fn revoke_user_with_reason(&mut self, now: Millis, user: &str, reason: &str) -> usize {
         let keys = self.keys_by_expiry(|table, entry| {
-            table
-                .users_of(entry)
-                .any(|seen| same_user(table.names.get(seen), user))
+            GrantTable::users_of(entry).any(|seen| same_user(table.names.get(seen), user))
         });
         keys.into_iter()
             .filter(|&key| self.revoke(now, key, reason))
@@ -737,7 +726,7 @@ impl GrantTable {
     }
 
     /// Every user in the entry's history, oldest first.
-    fn users_of<'a>(&self, entry: &'a Entry) -> impl Iterator<Item = UserId> + 'a {
+    fn users_of(entry: &Entry) -> impl Iterator<Item = UserId> + '_ {
         let history = entry.extra.as_ref().map(|x| &x.users[..]).unwrap_or(&[]);
         let implicit = history.is_empty().then_some(entry.user);
         history.iter().copied().chain(implicit)
@@ -745,13 +734,16 @@ impl GrantTable {
 
     /// The public view of the entry in `slot`.
     fn view_of(&self, slot: Slot) -> Option<GrantView> {
-        let entry = self.entries.get(slot)?;
-        Some(GrantView {
+        self.entries.get(slot).map(|e| Self::view(&self.names, e))
+    }
+
+    /// The public view of `entry`, its names read from `names`.
+    fn view(names: &Names, entry: &Entry) -> GrantView {
+        GrantView {
             key: entry.key,
-            user: self.names.get(entry.user).to_owned(),
-            users: self
-                .users_of(entry)
-                .map(|id| self.names.get(id).to_owned())
+            user: names.get(entry.user).to_owned(),
+            users: Self::users_of(entry)
+                .map(|id| names.get(id).to_owned())
                 .collect(),
             session: entry.session(),
             created: entry.created,
@@ -760,7 +752,7 @@ impl GrantTable {
             reserved: entry.reserved,
             sliding: entry.sliding(),
             note: entry.note().map(str::to_owned),
-        })
+        }
     }
 
     /// The keys of the entries `keep` selects, in expiry order (then key order), so
@@ -808,6 +800,7 @@ impl GrantTable {
             self.make_room(now);
         }
         let expires = entry.expires;
+        let view = Self::view(&self.names, &entry);
         let slot = self.entries.insert(entry);
         self.index.insert(key, slot);
         self.deadlines.push(Reverse((expires, slot)));
@@ -815,20 +808,6 @@ impl GrantTable {
         if !self.derivable(&key) {
             self.networks.insert((Reverse(key.prefix()), key));
         }
-        let view = self.view_of(slot);
-        let view = view.unwrap_or_else(|| GrantView {
-            // Unreachable: the slot was just filled.
-            key,
-            user: String::new(),
-            users: Vec::new(),
-            session,
-            created: now,
-            expires,
-            messages_left: None,
-            reserved: 0,
-            sliding: self.config.sliding,
-            note: None,
-        });
         self.push(
             now,
             session,
